@@ -1,0 +1,5 @@
+import sys
+
+from infoopt.cli import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""Subcommands of the ``infoopt`` command line (see ``infoopt.cli``)."""
