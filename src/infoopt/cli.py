@@ -2,7 +2,8 @@
 
 Each subcommand lives in ``infoopt/commands/<name>.py`` with a ``HELP`` line, a
 ``configure(parser)`` that adds its arguments and a ``run(args)`` that does the work.
-Modules are imported only when their command runs, so ``infoopt --help`` stays fast.
+Command modules keep their heavy imports (torch, pandas) inside ``run`` so that
+``infoopt --help`` stays fast.
 """
 
 from __future__ import annotations
