@@ -1,0 +1,60 @@
+"""``infoopt prepare``: download a dataset archive if needed, verify it, convert it once."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HELP = "download (if needed), verify and convert a dataset into its array file"
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dataset", help="dataset name: cifar10, cifar100 or digits")
+    parser.add_argument(
+        "--raw-dir", type=Path, default=None, help="archive folder (default: resources/raw/DATASET)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=None, help="array file (default: resources/data/DATASET.npz)"
+    )
+    parser.add_argument("--url", default=None, help="archive URL (default: the official one)")
+    parser.add_argument("--md5", default=None, help="the archive's md5 (default: the official one)")
+    parser.add_argument(
+        "--download-only", action="store_true", help="only fetch and verify the archive"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    import logging
+
+    from infoopt.data import DataError, download, prepare
+    from infoopt.data.arrays import is_array_file, read_arrays
+
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    raw_dir = args.raw_dir or Path("resources/raw") / args.dataset
+    out = args.out or Path("resources/data") / f"{args.dataset}.npz"
+    if args.download_only:
+        try:
+            archive = download(args.dataset, raw_dir, url=args.url, md5=args.md5)
+        except (DataError, ValueError) as error:
+            print(f"infoopt prepare: error: {error}", file=sys.stderr)
+            return 1
+        print(f"{archive}: downloaded and verified")
+        return 0
+    existed = is_array_file(out)
+    try:
+        prepare(args.dataset, raw_dir, out, url=args.url, md5=args.md5)
+        arrays = read_arrays(out)
+    except (DataError, ValueError) as error:
+        print(f"infoopt prepare: error: {error}", file=sys.stderr)
+        return 1
+    _, channels, height, width = arrays["x_train"].shape
+    mean = ", ".join(f"{value:.4f}" for value in arrays["mean"])
+    std = ", ".join(f"{value:.4f}" for value in arrays["std"])
+    print(
+        f"{out}: {'already prepared' if existed else 'written'}; {args.dataset}, "
+        f"{len(arrays['y_train'])} train + {len(arrays['y_test'])} test images of "
+        f"{channels}x{height}x{width}, {int(arrays['num_classes'])} classes, "
+        f"mean ({mean}), std ({std})"
+    )
+    return 0

@@ -1,0 +1,353 @@
+"""The real download/verify/convert path against a local HTTP server on 127.0.0.1.
+
+The server hands out small archives in the real CIFAR python format (a tar.gz of
+pickled dicts with ``b"data"`` uint8 (n, 3072) as R, G, B planes and a label list),
+built here from images whose (N, C, H, W) layout the test fixes independently.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import hashlib
+import http.server
+import io
+import pickle
+import socket
+import tarfile
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from infoopt.commands import prepare as prepare_command
+from infoopt.data import DATASETS, DataError, download, get_spec, load_prepared, prepare
+
+SIDE = 32
+
+
+def _cifar_rows(images: np.ndarray) -> np.ndarray:
+    """(n, 3, 32, 32) -> (n, 3072): the red plane row by row, then green, then blue."""
+    planes = [images[:, channel].reshape(len(images), SIDE * SIDE) for channel in range(3)]
+    return np.concatenate(planes, axis=1)
+
+
+def _tar_gz(members: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        for name, payload in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(payload)
+            tar.addfile(info, io.BytesIO(payload))
+    return buffer.getvalue()
+
+
+def _md5(payload: bytes) -> str:
+    return hashlib.md5(payload).hexdigest()
+
+
+def _images(rng: np.random.Generator, n: int) -> np.ndarray:
+    return rng.integers(0, 256, size=(n, 3, SIDE, SIDE), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def cifar10_archive() -> dict:
+    rng = np.random.default_rng(10)
+    train = [_images(rng, 3) for _ in range(5)]
+    train_labels = [rng.integers(0, 10, size=3).tolist() for _ in range(5)]
+    test, test_labels = _images(rng, 4), rng.integers(0, 10, size=4).tolist()
+    members = {}
+    for i, (images, labels) in enumerate(zip(train, train_labels, strict=True), start=1):
+        batch = {
+            b"batch_label": f"training batch {i} of 5".encode(),
+            b"labels": labels,
+            b"data": _cifar_rows(images),
+            b"filenames": [f"img{j}.png".encode() for j in range(len(labels))],
+        }
+        members[f"cifar-10-batches-py/data_batch_{i}"] = pickle.dumps(batch, protocol=2)
+    members["cifar-10-batches-py/test_batch"] = pickle.dumps(
+        {
+            b"batch_label": b"testing batch 1 of 1",
+            b"labels": test_labels,
+            b"data": _cifar_rows(test),
+        },
+        protocol=2,
+    )
+    members["cifar-10-batches-py/batches.meta"] = pickle.dumps({b"num_cases_per_batch": 3})
+    return {
+        "body": _tar_gz(members),
+        "x_train": np.concatenate(train),
+        "y_train": np.concatenate(train_labels),
+        "x_test": test,
+        "y_test": np.array(test_labels),
+    }
+
+
+@pytest.fixture(scope="module")
+def cifar100_archive() -> dict:
+    rng = np.random.default_rng(100)
+    x_train, x_test = _images(rng, 6), _images(rng, 3)
+    fine_train, fine_test = rng.integers(0, 100, size=6), rng.integers(0, 100, size=3)
+
+    def batch(images: np.ndarray, fine: np.ndarray) -> bytes:
+        coarse = (fine // 5).tolist()  # a different label set, which must not be read
+        content = {b"data": _cifar_rows(images), b"fine_labels": fine.tolist()}
+        return pickle.dumps({**content, b"coarse_labels": coarse}, protocol=2)
+
+    body = _tar_gz(
+        {
+            "cifar-100-python/train": batch(x_train, fine_train),
+            "cifar-100-python/test": batch(x_test, fine_test),
+        }
+    )
+    return {"body": body, "x_train": x_train, "y_train": fine_train, "x_test": x_test}
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        self.server.hits[self.path] += 1
+        if self.path not in self.server.routes:
+            self.send_error(404)
+            return
+        body, sent = self.server.routes[self.path]
+        self.send_response(200)
+        # Announce the whole body even when sending less: a transfer cut off mid-way.
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[:sent])
+
+    def log_message(self, format: str, *args: object) -> None:  # noqa: A002
+        """Keep the test output free of access logs."""
+
+
+class ArchiveServer:
+    def __init__(self) -> None:
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd.daemon_threads = True
+        self.httpd.routes = {}
+        self.httpd.hits = collections.Counter()
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_address[1]}{path}"
+
+    def serve(self, path: str, body: bytes, sent: int | None = None) -> str:
+        self.httpd.routes[path] = (body, len(body) if sent is None else sent)
+        return self.url(path)
+
+    def hits(self) -> int:
+        return sum(self.httpd.hits.values())
+
+    def close(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join()
+
+
+@pytest.fixture(scope="module")
+def running_server():
+    archive_server = ArchiveServer()
+    yield archive_server
+    archive_server.close()
+
+
+@pytest.fixture
+def server(running_server):
+    """The module's server with no routes and a zero request count."""
+    running_server.httpd.routes.clear()
+    running_server.httpd.hits.clear()
+    return running_server
+
+
+def _assert_nothing_complete(raw_dir: Path, out: Path, archive_name: str) -> None:
+    assert not out.exists()
+    left = sorted(p.name for p in raw_dir.iterdir()) if raw_dir.exists() else []
+    assert left == [], f"left behind: {left}"
+    assert not (raw_dir / archive_name).exists()
+
+
+def test_cifar10_end_to_end_pixel_exact_and_prepared_once(server, tmp_path, cifar10_archive):
+    body = cifar10_archive["body"]
+    url = server.serve("/mirror/c10.tar.gz", body)
+    raw, out = tmp_path / "raw", tmp_path / "data" / "cifar10.npz"
+
+    assert prepare("cifar10", raw, out, url=url, md5=_md5(body)) == out
+    first_hits = server.hits()
+    assert first_hits >= 1
+    # Only the verified archive stays in raw_dir: no partial file, no extracted tree.
+    assert [p.name for p in raw.iterdir()] == ["cifar-10-python.tar.gz"]
+    assert (raw / "cifar-10-python.tar.gz").read_bytes() == body
+
+    with np.load(out, allow_pickle=False) as npz:
+        data = dict(npz)
+    assert data["x_train"].dtype == np.uint8 and data["x_train"].shape == (15, 3, 32, 32)
+    np.testing.assert_array_equal(data["x_train"], cifar10_archive["x_train"])
+    np.testing.assert_array_equal(data["x_test"], cifar10_archive["x_test"])
+    assert data["y_train"].dtype == np.int64
+    np.testing.assert_array_equal(data["y_train"], cifar10_archive["y_train"])
+    np.testing.assert_array_equal(data["y_test"], cifar10_archive["y_test"])
+    assert int(data["num_classes"]) == 10
+    scaled = cifar10_archive["x_train"].astype(np.float64) / 255.0
+    assert data["mean"].dtype == np.float32
+    np.testing.assert_allclose(data["mean"], scaled.mean(axis=(0, 2, 3)), rtol=1e-6)
+    np.testing.assert_allclose(data["std"], scaled.std(axis=(0, 2, 3)), rtol=1e-6)
+
+    prepared = load_prepared(out)
+    assert torch.equal(prepared.x_test, torch.from_numpy(cifar10_archive["x_test"]))
+    assert (prepared.num_classes, prepared.in_channels, prepared.image_size) == (10, 3, 32)
+
+    # A second prepare is a no-op: no request, the array file untouched.
+    stamp = out.stat().st_mtime_ns
+    prepare("cifar10", raw, out, url=url, md5=_md5(body))
+    assert server.hits() == first_hits
+    assert out.stat().st_mtime_ns == stamp
+    # Without the array file it converts again from the kept archive, still offline.
+    out.unlink()
+    prepare("cifar10", raw, out, url=url, md5=_md5(body))
+    assert server.hits() == first_hits
+    with np.load(out, allow_pickle=False) as npz:
+        np.testing.assert_array_equal(npz["x_train"], cifar10_archive["x_train"])
+
+
+def test_cifar100_uses_fine_labels(server, tmp_path, cifar100_archive):
+    body = cifar100_archive["body"]
+    url = server.serve("/c100.tar.gz", body)
+    out = prepare("cifar100", tmp_path / "raw", tmp_path / "c100.npz", url=url, md5=_md5(body))
+    with np.load(out, allow_pickle=False) as npz:
+        np.testing.assert_array_equal(npz["x_train"], cifar100_archive["x_train"])
+        np.testing.assert_array_equal(npz["x_test"], cifar100_archive["x_test"])
+        np.testing.assert_array_equal(npz["y_train"], cifar100_archive["y_train"])
+        assert int(npz["num_classes"]) == 100
+
+
+def test_download_alone_then_prepare_downloads_once(server, tmp_path, cifar10_archive):
+    body = cifar10_archive["body"]
+    url = server.serve("/c10.tar.gz", body)
+    archive = download("cifar10", tmp_path / "raw", url=url, md5=_md5(body).upper())
+    assert archive == tmp_path / "raw" / "cifar-10-python.tar.gz"
+    hits = server.hits()
+    prepare("cifar10", tmp_path / "raw", tmp_path / "c10.npz", url=url, md5=_md5(body))
+    assert server.hits() == hits
+
+
+def test_stale_archive_is_replaced(server, tmp_path, cifar10_archive):
+    body = cifar10_archive["body"]
+    url = server.serve("/c10.tar.gz", body)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    (raw / "cifar-10-python.tar.gz").write_bytes(body[:100])
+    download("cifar10", raw, url=url, md5=_md5(body))
+    assert (raw / "cifar-10-python.tar.gz").read_bytes() == body
+
+
+def test_wrong_md5_names_file_both_sums_and_url(server, tmp_path, cifar10_archive):
+    body = cifar10_archive["body"]
+    url = server.serve("/c10.tar.gz", body)
+    raw, out = tmp_path / "raw", tmp_path / "c10.npz"
+    expected = "0123456789abcdef0123456789abcdef"
+    with pytest.raises(DataError) as caught:
+        prepare("cifar10", raw, out, url=url, md5=expected)
+    message = str(caught.value)
+    assert "checksum mismatch" in message
+    assert str(raw / "cifar-10-python.tar.gz") in message
+    assert expected in message and _md5(body) in message and url in message
+    _assert_nothing_complete(raw, out, "cifar-10-python.tar.gz")
+
+
+def test_transfer_cut_off_is_caught_by_the_checksum(server, tmp_path, cifar10_archive):
+    body = cifar10_archive["body"]
+    url = server.serve("/c10.tar.gz", body, sent=len(body) // 2)
+    raw, out = tmp_path / "raw", tmp_path / "c10.npz"
+    with pytest.raises(DataError) as caught:
+        prepare("cifar10", raw, out, url=url, md5=_md5(body))
+    message = str(caught.value)
+    assert "checksum mismatch" in message
+    assert _md5(body) in message and _md5(body[: len(body) // 2]) in message
+    assert "cifar-10-python.tar.gz" in message and url in message
+    _assert_nothing_complete(raw, out, "cifar-10-python.tar.gz")
+
+
+def test_truncated_archive_with_its_own_md5_is_removed(server, tmp_path, cifar10_archive):
+    truncated = cifar10_archive["body"][: len(cifar10_archive["body"]) * 2 // 3]
+    url = server.serve("/c10.tar.gz", truncated)
+    raw, out = tmp_path / "raw", tmp_path / "c10.npz"
+    with pytest.raises(DataError) as caught:
+        prepare("cifar10", raw, out, url=url, md5=_md5(truncated))
+    message = str(caught.value)
+    assert "corrupt" in message and "archive was removed" in message
+    assert str(raw / "cifar-10-python.tar.gz") in message
+    assert _md5(truncated) in message and url in message
+    _assert_nothing_complete(raw, out, "cifar-10-python.tar.gz")
+
+
+def test_archive_of_another_dataset_is_rejected(server, tmp_path, cifar100_archive):
+    body = cifar100_archive["body"]
+    url = server.serve("/c10.tar.gz", body)
+    raw, out = tmp_path / "raw", tmp_path / "c10.npz"
+    with pytest.raises(DataError, match="cifar-10-batches-py/data_batch_1"):
+        prepare("cifar10", raw, out, url=url, md5=_md5(body))
+    _assert_nothing_complete(raw, out, "cifar-10-python.tar.gz")
+
+
+def test_unreachable_url(tmp_path):
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/c10.tar.gz"  # nothing listens there any more
+    raw, out = tmp_path / "raw", tmp_path / "c10.npz"
+    with pytest.raises(DataError) as caught:
+        prepare("cifar10", raw, out, url=url)
+    message = str(caught.value)
+    assert "could not download" in message and url in message
+    assert "cifar-10-python.tar.gz" in message
+    _assert_nothing_complete(raw, out, "cifar-10-python.tar.gz")
+
+
+def test_missing_file_on_server(server, tmp_path):
+    url = server.url("/missing.tar.gz")
+    raw, out = tmp_path / "raw", tmp_path / "c10.npz"
+    with pytest.raises(DataError, match="could not download.*404"):
+        prepare("cifar10", raw, out, url=url)
+    _assert_nothing_complete(raw, out, "cifar-10-python.tar.gz")
+
+
+def test_registry_defaults_and_bad_input(tmp_path):
+    assert DATASETS["cifar10"].url == "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz"
+    assert DATASETS["cifar10"].md5 == "c58f30108f718f92721af3b95e74349a"
+    assert DATASETS["cifar100"].url == "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
+    assert DATASETS["cifar100"].md5 == "eb9058c3a382ffc7106e4002c42a8d85"
+    assert DATASETS["digits"].url is None and DATASETS["digits"].md5 is None
+    with pytest.raises(ValueError, match="unknown dataset 'mnist'; valid: cifar10, cifar100"):
+        get_spec("mnist")
+    with pytest.raises(ValueError, match="not 32 hexadecimal digits"):
+        download("cifar10", tmp_path, md5="abc")
+    with pytest.raises(ValueError, match="digits is bundled"):
+        download("digits", tmp_path, url="http://127.0.0.1/x")
+    assert download("digits", tmp_path / "raw") == tmp_path / "raw"
+    assert not (tmp_path / "raw").exists()
+
+
+def _run_command(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser()
+    prepare_command.configure(parser)
+    return prepare_command.run(parser.parse_args(argv))
+
+
+def test_prepare_command(server, tmp_path, cifar10_archive, capsys):
+    body = cifar10_archive["body"]
+    url = server.serve("/c10.tar.gz", body)
+    out = tmp_path / "c10.npz"
+    argv = ["cifar10", "--raw-dir", str(tmp_path / "raw"), "--out", str(out), "--url", url]
+    assert _run_command([*argv, "--md5", _md5(body)]) == 0
+    printed = capsys.readouterr().out
+    assert f"{out}: written" in printed and "15 train + 4 test images of 3x32x32" in printed
+    assert _run_command([*argv, "--md5", _md5(body)]) == 0
+    assert "already prepared" in capsys.readouterr().out
+
+    out.unlink()
+    (tmp_path / "raw" / "cifar-10-python.tar.gz").unlink()
+    assert _run_command([*argv, "--md5", "f" * 32]) == 1
+    assert "checksum mismatch" in capsys.readouterr().err
