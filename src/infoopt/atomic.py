@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,12 @@ from typing import Any
 
 import pandas as pd
 import torch
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 @contextlib.contextmanager
@@ -26,6 +33,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.tmp-", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
+    # mkstemp creates the file private (0600); give it the permissions of an ordinary new file.
+    tmp.chmod(0o666 & ~_umask())
     try:
         yield tmp
         os.replace(tmp, path)
@@ -57,4 +66,21 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
         elif path.suffix == ".csv":
             df.to_csv(tmp, index=False)
         else:
-            raise ValueError(f"{path}: unsupported table format {path.suffix!r} (use .parquet or .csv)")
+            raise ValueError(
+                f"{path}: unsupported table format {path.suffix!r} (use .parquet or .csv)"
+            )
+
+
+def publish(source: str | os.PathLike, target: str | os.PathLike) -> None:
+    """Atomically place a copy of ``source`` at ``target``, keeping ``source``.
+
+    A hard link where the file system allows it (no copy of the bytes), else a copy.
+    ``source`` stays, so a job killed between two publishes loses nothing.
+    """
+    target = Path(target)
+    with atomic_path(target) as tmp:
+        tmp.unlink()
+        try:
+            os.link(source, tmp)
+        except OSError:
+            shutil.copy2(source, tmp)
