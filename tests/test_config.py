@@ -1,0 +1,89 @@
+"""The configuration: schema validation, defaults, cross-references and run specs."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import SCHEMA
+from infoopt.config import ConfigError, Run, experiment_runs, run_spec, validate_config
+
+
+def test_paper_config_is_valid_and_gets_defaults(paper_config):
+    config = validate_config(paper_config, SCHEMA)
+    assert config["training"]["schedule"] == "cosine"
+    assert config["training"]["checkpoints"] == [0.0, 0.01, 0.25, 0.5, 0.75, 1.0]
+    assert config["archs"]["resnet18"]["augment"] == {"crop_padding": 4, "flip": True}
+    assert config["archs"]["vit"]["options"] == {}
+    assert "augment" not in paper_config["archs"]["resnet18"], "the caller's dict is not modified"
+
+
+def test_defaults_are_independent_copies(paper_config):
+    config = validate_config(paper_config, SCHEMA)
+    config["archs"]["resnet18"]["augment"]["flip"] = False
+    assert config["archs"]["vit"]["augment"]["flip"] is True
+
+
+@pytest.mark.parametrize(
+    ("edit", "named"),
+    [
+        (lambda c: c.update(trainig={}), "trainig"),
+        (lambda c: c["archs"]["resnet18"].update(epoch=3), "archs.resnet18"),
+        (lambda c: c["archs"]["resnet18"].update(epochs="200"), "archs.resnet18.epochs"),
+        (lambda c: c["training"].update(precision="fp16"), "training.precision"),
+        (lambda c: c["experiments"]["paper"].update(seeds=[0, 0]), "experiments.paper.seeds"),
+        (lambda c: c["datasets"]["cifar10"].update(md5="xyz"), "datasets.cifar10.md5"),
+    ],
+)
+def test_schema_errors_name_the_key(paper_config, edit, named):
+    edit(paper_config)
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        validate_config(paper_config, SCHEMA)
+
+
+def test_unknown_key_is_named(paper_config):
+    paper_config["archs"]["resnet18"]["epoch"] = 3
+    with pytest.raises(ConfigError, match="'epoch' was unexpected"):
+        validate_config(paper_config, SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c["experiments"]["paper"].update(archs=["resnet50"]), "'resnet50'.*resnet18"),
+        (lambda c: c["experiments"]["paper"].update(dataset="mnist"), "'mnist'.*cifar10"),
+        (lambda c: c["optimizers"]["sgd"].update(algorithm="sgdw"), "'sgdw'.*adam"),
+        (lambda c: c["archs"]["vit"].update(model="vit_b16"), "archs.vit.model"),
+        (lambda c: c["optimizers"]["adam"]["arch_hparams"].update(mlp={}), "arch_hparams"),
+    ],
+)
+def test_references_must_exist(paper_config, edit, message):
+    edit(paper_config)
+    with pytest.raises(ConfigError, match=message):
+        validate_config(paper_config, SCHEMA)
+
+
+def test_runs_and_specs_of_the_paper(paper_config):
+    config = validate_config(paper_config, SCHEMA)
+    runs = experiment_runs(config, "paper")
+    assert len(runs) == 4
+    assert Run("cifar10", "vit", "sgd", 0) in runs
+    vit_sgd = run_spec(config, Run("cifar10", "vit", "sgd", 0))
+    assert vit_sgd["hparams"] == {"lr": 0.03, "momentum": 0.9, "weight_decay": 5.0e-4}
+    assert vit_sgd["training"]["batch_size"] == 512
+    resnet_adam = run_spec(config, Run("cifar10", "resnet18", "adam", 0))
+    assert resnet_adam["hparams"] == {"lr": 1.0e-3}
+    assert resnet_adam["model"] == {
+        "name": "resnet18",
+        "num_classes": 10,
+        "in_channels": 3,
+        "image_size": 32,
+        "options": {},
+    }
+
+
+def test_smoke_profile_is_valid(smoke_config):
+    config = validate_config(smoke_config, SCHEMA)
+    spec = run_spec(config, Run("digits", "vit", "adam", 1))
+    assert spec["model"]["in_channels"] == 1 and spec["model"]["image_size"] == 8
+    assert spec["hparams"] == {"lr": 3.0e-3}
+    assert len(experiment_runs(config, "paper")) == 8
