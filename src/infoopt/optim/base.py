@@ -1,0 +1,205 @@
+"""Mechanics shared by the Lion family: param groups, state, closure, foreach or per-tensor loop.
+
+Every member takes the same step (Chen et al. 2023, decoupled weight decay as in lion-pytorch)
+
+    c = β1·m + (1−β1)·g          (the interpolated momentum, Lion's "observation" of the direction)
+    m ← β2·m + (1−β2)·g
+    u = direction(c, ...)         sign(c) for Lion, a tanh for the variants
+    θ ← θ·(1 − lr·λ) − lr·u
+
+and differs only in ``direction``. A subclass implements it twice, with ``torch._foreach_*`` ops
+over a list of tensors and with plain ops on one tensor; both run the same sequence of ops, so on
+CPU (where foreach ops fall back to those per-tensor ops) the two paths are bit-identical.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import torch
+from torch import Tensor
+
+State = dict[str, Tensor]
+StateLists = dict[str, list[Tensor]]
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def check_unit_interval(name: str, value: object) -> float:
+    """``value`` as a float in [0, 1), else a ValueError naming ``name``."""
+    if not (_is_real(value) and 0.0 <= value < 1.0):
+        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
+    return float(value)
+
+
+def check_nonnegative(name: str, value: object) -> float:
+    """``value`` as a finite float >= 0, else a ValueError naming ``name``."""
+    if not (_is_real(value) and 0.0 <= value < math.inf):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return float(value)
+
+
+def check_positive(name: str, value: object) -> float:
+    """``value`` as a finite float > 0, else a ValueError naming ``name``."""
+    if check_nonnegative(name, value) == 0.0:
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
+
+
+def check_betas(value: object) -> tuple[float, float]:
+    """Two coefficients in [0, 1); a JSON list is accepted as well as a tuple."""
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise ValueError(f"betas must be a pair of numbers in [0, 1), got {value!r}")
+    betas = tuple(value)
+    if len(betas) != 2:
+        raise ValueError(f"betas must be a pair of numbers in [0, 1), got {value!r}")
+    return check_unit_interval("betas[0]", betas[0]), check_unit_interval("betas[1]", betas[1])
+
+
+class LionFamily(torch.optim.Optimizer, metaclass=abc.ABCMeta):
+    """Base class of Lion and its tanh variants; see the module docstring for the shared step.
+
+    Subclasses set ``extra_state`` (names of zero-initialised state tensors besides ``exp_avg``),
+    implement ``_direction_single`` and ``_direction_foreach``, and may override ``_check_group``
+    (their own hyper-parameters) and ``_c_scale`` (a positive factor on c that a variant needs
+    anyway; folded into c's two coefficients, it costs no extra pass over the tensors).
+
+    ``foreach=None`` picks the multi-tensor path when every parameter of a group is on CUDA, like
+    torch's own optimizers. Each parameter's state holds ``step`` (a Python int, the number of
+    steps it has taken: a parameter without a gradient takes none) and its tensors.
+    """
+
+    extra_state: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        defaults: dict[str, Any],
+        foreach: bool | None,
+    ) -> None:
+        super().__init__(params, {**defaults, "foreach": foreach})
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        if any(torch.is_complex(p) for p in group["params"]):
+            raise ValueError(f"{type(self).__name__} does not support complex parameters")
+        # Validated per group, so a group overriding lr or betas gets the same checks.
+        if group["foreach"] is not None and not isinstance(group["foreach"], bool):
+            raise ValueError(f"foreach must be True, False or None, got {group['foreach']!r}")
+        check_nonnegative("lr", group["lr"])
+        check_nonnegative("weight_decay", group["weight_decay"])
+        group["betas"] = check_betas(group["betas"])
+        self._check_group(group)
+
+    def _check_group(self, group: dict[str, Any]) -> None:
+        """Validate (and normalise in place) the subclass's own hyper-parameters of ``group``."""
+
+    def _c_scale(self, group: dict[str, Any], step: int) -> float:
+        """Positive factor multiplying c before ``direction``; 1 keeps Lion's c bit for bit."""
+        return 1.0
+
+    @abc.abstractmethod
+    def _direction_single(
+        self, group: dict[str, Any], step: int, c: Tensor, grad: Tensor, state: State
+    ) -> Tensor:
+        """The update direction of one tensor; may overwrite ``c`` and update the extra state.
+        ``state["exp_avg"]`` already holds the new momentum m_t."""
+
+    @abc.abstractmethod
+    def _direction_foreach(
+        self,
+        group: dict[str, Any],
+        step: int,
+        c: list[Tensor],
+        grads: list[Tensor],
+        states: StateLists,
+    ) -> list[Tensor]:
+        """``_direction_single`` over lists of tensors of one device and dtype."""
+
+    @torch.no_grad()
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """One optimizer step; ``closure`` re-evaluates the loss with gradients enabled."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            batches = self._gather(group)
+            foreach = group["foreach"]
+            if foreach is None:
+                foreach = all(p.is_cuda for p in group["params"])
+            for step, params, grads, states in batches:
+                if foreach:
+                    self._step_foreach(group, step, params, grads, states)
+                else:
+                    for i, (p, g) in enumerate(zip(params, grads, strict=True)):
+                        state = {name: tensors[i] for name, tensors in states.items()}
+                        self._step_single(group, step, p, g, state)
+        return loss
+
+    def _gather(
+        self, group: dict[str, Any]
+    ) -> list[tuple[int, list[Tensor], list[Tensor], StateLists]]:
+        """Parameters that have a gradient, with their state, batched by (device, dtype, step):
+        a foreach op needs one device and dtype, and the step sets the bias corrections."""
+        names = ("exp_avg", *self.extra_state)
+        batches: dict[tuple, tuple[int, list[Tensor], list[Tensor], StateLists]] = {}
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
+            state = self.state[p]
+            if not state:
+                state["step"] = 0
+                for name in names:
+                    state[name] = torch.zeros_like(p, memory_format=torch.preserve_format)
+            state["step"] += 1
+            key = (p.device, p.dtype, state["step"])
+            if key not in batches:
+                batches[key] = (state["step"], [], [], {name: [] for name in names})
+            _, params, grads, states = batches[key]
+            params.append(p)
+            grads.append(p.grad)
+            for name in names:
+                states[name].append(state[name])
+        return list(batches.values())
+
+    def _step_single(
+        self, group: dict[str, Any], step: int, p: Tensor, grad: Tensor, state: State
+    ) -> None:
+        beta1, beta2 = group["betas"]
+        scale = self._c_scale(group, step)
+        exp_avg = state["exp_avg"]
+        c = torch.mul(exp_avg, beta1 * scale).add_(grad, alpha=(1.0 - beta1) * scale)
+        exp_avg.mul_(beta2).add_(grad, alpha=1.0 - beta2)
+        update = self._direction_single(group, step, c, grad, state)
+        if group["weight_decay"] != 0.0:
+            p.mul_(1.0 - group["lr"] * group["weight_decay"])
+        p.add_(update, alpha=-group["lr"])
+
+    def _step_foreach(
+        self,
+        group: dict[str, Any],
+        step: int,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: StateLists,
+    ) -> None:
+        beta1, beta2 = group["betas"]
+        scale = self._c_scale(group, step)
+        exp_avgs = states["exp_avg"]
+        c = torch._foreach_mul(exp_avgs, beta1 * scale)
+        torch._foreach_add_(c, grads, alpha=(1.0 - beta1) * scale)
+        torch._foreach_mul_(exp_avgs, beta2)
+        torch._foreach_add_(exp_avgs, grads, alpha=1.0 - beta2)
+        updates = self._direction_foreach(group, step, c, grads, states)
+        if group["weight_decay"] != 0.0:
+            torch._foreach_mul_(params, 1.0 - group["lr"] * group["weight_decay"])
+        torch._foreach_add_(params, updates, alpha=-group["lr"])
