@@ -1,0 +1,63 @@
+"""Gather per-run outputs into tidy tables under ``results/summary/<experiment>/``."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+RUN_KEYS = ["dataset", "arch", "optimizer", "seed"]
+CHECKPOINT_METRICS = ["test_accuracy", "test_loss", "train_accuracy", "train_loss"]
+
+
+def _read_run(run_dir: Path) -> dict:
+    path = run_dir / "run.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path}: cannot read the run's record: {error}") from error
+
+
+def collect_runs(run_dirs: Iterable[str | Path]) -> dict[str, pd.DataFrame]:
+    """Tables ``runs`` (one row per run), ``training`` (long: a row per checkpoint and metric)
+    and ``history`` (a row per run and epoch)."""
+    runs, training, history = [], [], []
+    for run_dir in map(Path, run_dirs):
+        record = _read_run(run_dir)
+        keys = {key: record["spec"][key] for key in RUN_KEYS}
+        provenance = record["provenance"]
+        runs.append(
+            keys
+            | {
+                "status": record["status"],
+                "algorithm": record["spec"]["algorithm"],
+                "hparams": json.dumps(record["spec"]["hparams"], sort_keys=True),
+                "epochs": record["spec"]["training"]["epochs"],
+                "total_steps": record["total_steps"],
+                "wall_seconds": record["wall_seconds"],
+                "device": provenance["device_name"],
+                "git_commit": provenance["git_commit"],
+                "torch": provenance["packages"]["torch"],
+            }
+        )
+        for checkpoint in record["checkpoints"]:
+            for metric in CHECKPOINT_METRICS:
+                training.append(
+                    keys
+                    | {key: checkpoint[key] for key in ("progress", "step", "epoch", "status")}
+                    | {"metric": metric, "value": checkpoint.get(metric, float("nan"))}
+                )
+        epochs = pd.read_csv(run_dir / "history.csv")
+        history.append(epochs.assign(**keys)[RUN_KEYS + list(epochs.columns)])
+    if not runs:
+        raise ValueError("no runs to collect")
+    training_table = pd.DataFrame(training).astype({"value": "float64"})
+    return {
+        "runs": pd.DataFrame(runs),
+        "training": training_table.sort_values(
+            RUN_KEYS + ["metric", "progress"], ignore_index=True
+        ),
+        "history": pd.concat(history, ignore_index=True),
+    }
