@@ -1,0 +1,19 @@
+# Per-run outputs into the tidy tables under results/summary/{experiment}/.
+
+
+rule collect_training:
+    input:
+        lambda wc: run_files(wc.experiment, "run.json"),
+    output:
+        runs="results/summary/{experiment}/runs.parquet",
+        training="results/summary/{experiment}/training.parquet",
+        history="results/summary/{experiment}/history.parquet",
+    log:
+        "logs/collect/{experiment}/training.log",
+    conda:
+        "../../envs/notebooks.yaml"
+    params:
+        run_dirs=lambda wc, input: [str(Path(path).parent) for path in input],
+    shell:
+        "python -m infoopt collect {params.run_dirs} --out-dir results/summary/{wildcards.experiment}"
+        " > {log} 2>&1"

@@ -1,0 +1,77 @@
+# Configuration checks and the helpers the rules share.
+import json
+import math
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+
+from infoopt.checkpoint import progress_label
+from infoopt.config import (
+    ConfigError,
+    Run,
+    all_runs,
+    experiment_runs,
+    init_spec,
+    run_spec,
+    validate_config,
+)
+from infoopt.data import DATASETS
+
+try:
+    _validated = validate_config(
+        config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+    )
+except ConfigError as error:
+    raise WorkflowError(f"invalid configuration: {error}") from None
+config.clear()
+config.update(_validated)
+
+# Rules run the package from this checkout, in whatever environment runs the job
+# (a venv, a conda env made by --sdm conda, a cluster node).
+SOURCE = Path(workflow.basedir) / "src"
+shell.prefix(f"export PYTHONPATH={SOURCE}" + "${{PYTHONPATH:+:$PYTHONPATH}}; ")
+
+PROGRESS = [progress_label(p) for p in config["training"]["checkpoints"]]
+RUN_DIR = "results/runs/{dataset}/{arch}/{optimizer}/seed{seed}"
+
+
+wildcard_constraints:
+    dataset="[A-Za-z0-9_-]+",
+    arch="[A-Za-z0-9_-]+",
+    optimizer="[A-Za-z0-9_-]+",
+    experiment="[A-Za-z0-9_-]+",
+    seed=r"\d+",
+    progress=r"\d\.\d\d",
+
+
+def run_of(wildcards):
+    return Run(
+        wildcards.dataset, wildcards.arch, wildcards.optimizer, int(wildcards.seed)
+    )
+
+
+def run_files(experiment, name):
+    """A per-run file (e.g. run.json) of every run of ``experiment``."""
+    return [f"{run.directory}/{name}" for run in experiment_runs(config, experiment)]
+
+
+def download_source(wildcards):
+    """Command-line options naming the archive to fetch (the registry's default unless configured)."""
+    settings = config["datasets"].get(wildcards.dataset, {})
+    return " ".join(
+        f"--{key} {settings[key]}" for key in ("url", "md5") if key in settings
+    )
+
+
+def raw_input(wildcards):
+    """The download a dataset is prepared from; nothing for bundled datasets."""
+    if DATASETS[wildcards.dataset].url is None:
+        return []
+    return f"resources/raw/{wildcards.dataset}"
+
+
+def train_minutes(wildcards, attempt):
+    """Cluster time limit of a training job, from its epochs (assumes >= 2,000 images/s) and retries."""
+    spec = run_spec(config, run_of(wildcards))
+    images = spec["training"]["epochs"] * DATASETS[wildcards.dataset].train_size
+    return attempt * (10 + math.ceil(1.5 * images / 2000 / 60))
