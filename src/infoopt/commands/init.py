@@ -11,7 +11,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--spec",
         required=True,
-        help="JSON (text or file) with dataset, arch, seed and model (see infoopt.config.init_spec)",
+        help="JSON (text or file): dataset, arch, seed, model (see infoopt.config.init_spec)",
     )
     parser.add_argument("--out", required=True, help="checkpoint file to write")
 
