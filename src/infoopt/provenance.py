@@ -31,12 +31,15 @@ def git_commit(cwd: str | Path | None = None) -> str | None:
 
 
 def package_versions() -> dict[str, str | None]:
-    versions = {}
+    """Installed versions; torch's own string also names its CUDA build (e.g. 2.14.1+cu130)."""
+    versions: dict[str, str | None] = {}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
+    versions["torch"] = torch.__version__
+    versions["cuda"] = torch.version.cuda
     return versions
 
 
