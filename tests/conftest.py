@@ -32,3 +32,51 @@ def smoke_config(paper_config) -> dict:
     smoke = yaml.safe_load((REPO / "workflow/profiles/smoke/experiment.yaml").read_text())
     update_config(paper_config, smoke)
     return paper_config
+
+
+WORKFLOW_FILES = ("Snakefile", "config.yaml", "workflow", "notebooks", "src", "envs")
+
+
+def copy_workflow(destination: Path) -> Path:
+    """Copy what the workflow needs (Snakefile, config, rules, notebooks, src) there."""
+    import shutil
+
+    ignore = shutil.ignore_patterns("__pycache__", "*.egg-info", ".ipynb_checkpoints")
+    for name in WORKFLOW_FILES:
+        source = REPO / name
+        if source.is_dir():
+            shutil.copytree(source, destination / name, ignore=ignore)
+        else:
+            shutil.copy2(source, destination / name)
+    return destination
+
+
+def snakemake_env() -> dict[str, str]:
+    """This environment, with this interpreter first on PATH (the rules call `python -m ...`)."""
+    import os
+    import sys
+
+    return os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+
+
+def snakemake(cwd: Path, *args: str, timeout: float = 900, check: bool = True):
+    """Run Snakemake in ``cwd``, for at most ``timeout`` seconds."""
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", *args],
+        cwd=cwd,
+        env=snakemake_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"snakemake {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}"
+        )
+    return result
+
+
+SMOKE = ("--cores", "2", "--workflow-profile", "workflow/profiles/smoke")

@@ -1,0 +1,149 @@
+"""The whole smoke workflow, end to end with Snakemake, in a temporary directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+import yaml
+
+from conftest import SMOKE, copy_workflow, snakemake, snakemake_env
+from infoopt.checkpoint import load_checkpoint
+
+pytestmark = pytest.mark.workflow
+
+RUN = "results/runs/digits/resnet18/sgd/seed0"
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """The smoke workflow, run once to the end."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
+    snakemake(workdir, *SMOKE)
+    return workdir
+
+
+def test_smoke_run_writes_table1(smoke):
+    table = pd.read_csv(smoke / "results/tables/table1.csv")
+    assert list(table.columns) == [
+        "table",
+        "metric",
+        "arch",
+        "optimizer",
+        "progress",
+        "value",
+        "std",
+        "n_seeds",
+        "n_diverged",
+    ]
+    assert set(zip(table["arch"], table["optimizer"], strict=True)) == {
+        ("resnet18", "sgd"),
+        ("resnet18", "adam"),
+        ("vit", "sgd"),
+        ("vit", "adam"),
+    }
+    assert sorted(table["progress"].unique()) == [0.0, 0.01, 0.25, 0.5, 0.75, 1.0]
+    assert (table["n_seeds"] == 2).all() and (table["n_diverged"] == 0).all()
+    start = table[table["progress"] == 0].groupby("arch")["value"].nunique()
+    assert (start == 1).all(), "optimizers of an architecture share their initial weights"
+    final = table[table["progress"] == 1].set_index(["arch", "optimizer"])["value"]
+    assert (final > 40).all(), f"every smoke run learns the digits: {final.to_dict()}"
+    assert "| resnet18 | sgd" in (smoke / "results/tables/table1.md").read_text()
+    assert (smoke / "results/notebooks/table1.ipynb").exists()
+
+
+def test_every_job_logged_and_benchmarked(smoke):
+    assert (smoke / "logs/train/digits/vit/adam/seed1.log").read_text().strip().endswith(": ok")
+    benchmark = pd.read_csv(smoke / "logs/benchmarks/train/digits/vit/adam/seed1.tsv", sep="\t")
+    assert benchmark["s"].iloc[0] > 0
+    assert not list(smoke.glob("results/runs/**/.partial"))
+
+
+def test_rerun_has_nothing_to_do(smoke):
+    result = snakemake(smoke, *SMOKE, "--dry-run")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_bad_config_stops_before_any_job(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    (workdir / "bad.yaml").write_text(yaml.safe_dump({"archs": {"vit": {"epoch": 3}}}))
+    result = snakemake(workdir, *SMOKE, "--configfile", "bad.yaml", check=False)
+    assert result.returncode != 0
+    assert "archs.vit" in result.stderr and "'epoch' was unexpected" in result.stderr
+    assert not (workdir / "results").exists()
+
+
+def _train_pid(workdir, run_dir) -> int | None:
+    found = subprocess.run(
+        # Anchored at the interpreter, so that the job's `bash -c` wrapper is not matched.
+        ["pgrep", "-f", rf"^\S*python\S* -m infoopt train .*--out-dir {run_dir}"],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    return int(found[0]) if found else None
+
+
+def test_killed_training_job_is_retried_and_resumes(smoke, tmp_path):
+    """SIGKILL a training job; Snakemake retries it; it resumes to the uninterrupted weights."""
+    workdir = copy_workflow(tmp_path)
+    target = f"{RUN}/run.json"
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", *SMOKE, "--retries", "1", target],
+        cwd=workdir,
+        env=snakemake_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    resume = workdir / RUN / ".partial/resume.pt"
+    killed = False
+    deadline = time.monotonic() + 300
+    while not killed and runner.poll() is None and time.monotonic() < deadline:
+        if resume.exists() and torch.load(resume, weights_only=False)["progress"]["step"] > 0:
+            pid = _train_pid(workdir, RUN)
+            if pid is not None:
+                os.kill(pid, signal.SIGKILL)
+                killed = True
+        time.sleep(0.05)
+    output, _ = runner.communicate(timeout=600)
+    assert killed, f"the training job ended before it could be killed:\n{output}"
+    assert runner.returncode == 0, output
+    assert "resuming at step" in (workdir / "logs/train/digits/resnet18/sgd/seed0.log").read_text()
+    for progress in ("0.50", "1.00"):
+        ours = load_checkpoint(workdir / RUN / f"ckpt/{progress}.pt")["state_dict"]
+        whole = load_checkpoint(smoke / RUN / f"ckpt/{progress}.pt")["state_dict"]
+        assert all(torch.equal(ours[k], whole[k]) for k in whole)
+
+
+def test_diverged_run_completes_the_workflow_and_is_marked(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    overrides = {
+        "experiments": {
+            "paper": {
+                "dataset": "digits",
+                "archs": ["resnet18"],
+                "optimizers": ["sgd", "explode"],
+                "seeds": [0],
+            }
+        },
+        "optimizers": {"explode": {"algorithm": "sgd", "hparams": {"lr": 1.0e8}}},
+        "archs": {"resnet18": {"epochs": 2}},
+    }
+    (workdir / "diverge.yaml").write_text(yaml.safe_dump(overrides))
+    snakemake(workdir, *SMOKE, "--configfile", "diverge.yaml")
+    record = json.loads(
+        (workdir / "results/runs/digits/resnet18/explode/seed0/run.json").read_text()
+    )
+    assert record["status"] == "diverged"
+    table = pd.read_csv(workdir / "results/tables/table1.csv").set_index(["optimizer", "progress"])
+    assert table.loc[("explode", 1.0), "n_diverged"] == 1
+    assert table.loc[("explode", 1.0), "n_seeds"] == 0
+    assert table.loc[("sgd", 1.0), "n_diverged"] == 0
+    assert "diverged" in (workdir / "results/tables/table1.md").read_text()
