@@ -133,186 +133,241 @@ def evaluate(model, prepared, split: str, batch_size: int, amp_dtype, device, ch
     return loss_sum.item() / count, 100.0 * correct.item() / count
 
 
+class Trainer:
+    """One run: its model, optimizer, schedule, data and progress.
+
+    ``state`` holds everything besides the weights and the optimizer that a resumed run
+    needs (step, per-epoch accumulators, history, checkpoint records, elapsed seconds).
+    """
+
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        init_path: str | Path,
+        data_path: str | Path,
+        out_dir: str | Path,
+        device: torch.device,
+    ) -> None:
+        self.spec = spec
+        self.paths = RunPaths(Path(out_dir))
+        self.device = device
+        self.training = training = spec["training"]
+        self.amp_dtype, self.channels_last = resolve_execution(training, device)
+
+        init = load_checkpoint(init_path)
+        if init["model"] != spec["model"]:
+            raise ValueError(
+                f"{init_path} holds a {init['model']} model but the run asks for "
+                f"{spec['model']}; rerun `infoopt init` for this architecture"
+            )
+        self.model = build_model(**spec["model"]).to(device)
+        self.model.load_state_dict(init["state_dict"])
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.optimizer = build_optimizer(
+            spec["algorithm"], self.model.parameters(), **spec["hparams"]
+        )
+
+        self.data = load_prepared(data_path, device)
+        augment = training["augment"]
+        self.loader = TrainLoader(
+            self.data,
+            training["batch_size"],
+            spec["seed"],
+            crop_padding=augment["crop_padding"],
+            flip=augment["flip"],
+        )
+        self.steps_per_epoch = self.loader.steps_per_epoch
+        self.total_steps = training["epochs"] * self.steps_per_epoch
+        warmup_steps = round(training["warmup_epochs"] * self.steps_per_epoch)
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer,
+            lambda t: lr_factor(t, self.total_steps, warmup_steps, training["schedule"]),
+        )
+        self.saves = checkpoint_steps(training["checkpoints"], self.total_steps)
+        self.state = _fresh_state(device)
+        self._resume()
+        self.started = time.perf_counter() - self.state["seconds"]
+
+    def _resume(self) -> None:
+        if not self.paths.resume.exists():
+            return
+        resumed = torch.load(self.paths.resume, map_location=self.device, weights_only=False)
+        if resumed["spec"] != self.spec:
+            print(
+                f"{self.paths.resume} belongs to another configuration; starting afresh",
+                file=sys.stderr,
+            )
+            shutil.rmtree(self.paths.partial)
+            return
+        self.model.load_state_dict(resumed["model"])
+        self.optimizer.load_state_dict(resumed["optimizer"])
+        self.scheduler.load_state_dict(resumed["scheduler"])
+        self.state = resumed["progress"]
+        print(f"resuming at step {self.state['step']} of {self.total_steps}", file=sys.stderr)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
+        """One optimizer step on the batch (x, y), with this step's seed for dropout."""
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        torch.manual_seed(derive_seed(self.spec["seed"], "step", self.state["step"]))
+        loss, correct = train_step(
+            self.model, self.optimizer, self.scheduler, x, y, self.amp_dtype, self.device
+        )
+        self.state["loss_sum"] += loss
+        self.state["correct"] += correct
+        self.state["seen"] += len(y)
+        self.state["step"] += 1
+
+    def evaluate(self, split: str) -> tuple[float, float]:
+        return evaluate(
+            self.model,
+            self.data,
+            split,
+            self.training["eval_batch_size"],
+            self.amp_dtype,
+            self.device,
+            self.channels_last,
+        )
+
+    def status(self) -> str:
+        """``diverged`` once a training loss of the current epoch was NaN or infinite."""
+        return "ok" if torch.isfinite(self.state["loss_sum"]).item() else "diverged"
+
+    def save_resume(self) -> None:
+        self.state["seconds"] = time.perf_counter() - self.started
+        save_torch(
+            {
+                "spec": self.spec,
+                "model": self.model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "progress": self.state,
+            },
+            self.paths.resume,
+        )
+
+    def save_checkpoint(self, progress: float, status: str) -> None:
+        """Evaluate and save the checkpoint of ``progress`` (only marked, if the run diverged)."""
+        metrics: dict[str, float] = {}
+        weights = None
+        if status == "ok":
+            for split in ("test", "train"):
+                metrics[f"{split}_loss"], metrics[f"{split}_accuracy"] = self.evaluate(split)
+            weights = {
+                k: v.detach().to("cpu").contiguous() for k, v in self.model.state_dict().items()
+            }
+        step = self.saves[progress]
+        where = {"progress": progress, "step": step, "epoch": step / self.steps_per_epoch}
+        save_checkpoint(
+            {key: self.spec[key] for key in ("dataset", "arch", "optimizer", "seed", "model")}
+            | where
+            | {"status": status, "state_dict": weights, "metrics": metrics},
+            self.paths.checkpoint(progress, final=False),
+        )
+        self.state["checkpoints"].append(where | {"status": status} | metrics)
+
+    def end_epoch(self) -> str:
+        """Record the finished epoch in the history, reset the accumulators; return the status."""
+        state = self.state
+        status = self.status()
+        test_loss, test_accuracy = self.evaluate("test") if status == "ok" else (math.nan, math.nan)
+        state["history"].append(
+            {
+                "epoch": state["step"] // self.steps_per_epoch,
+                "step": state["step"],
+                "lr": self.optimizer.param_groups[0]["lr"],
+                "train_loss": state["loss_sum"].item() / self.steps_per_epoch,
+                "train_accuracy": 100.0 * state["correct"].item() / state["seen"],
+                "test_loss": test_loss,
+                "test_accuracy": test_accuracy,
+                "seconds": time.perf_counter() - self.started,
+            }
+        )
+        state["loss_sum"].zero_()
+        state["correct"].zero_()
+        state["seen"] = 0
+        return status
+
+    def run(self) -> str:
+        """Train to the end (or to divergence), then publish the outputs; return the status."""
+        saved = {record["progress"] for record in self.state["checkpoints"]}
+        due_at = {
+            step: [p for p, s in self.saves.items() if s == step] for step in self.saves.values()
+        }
+        batches = _batches_from(self.loader, self.state["step"])
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.state["step"],
+            desc=f"{self.spec['arch']}/{self.spec['optimizer']}/seed{self.spec['seed']}",
+            mininterval=0.5 if sys.stderr.isatty() else 30,
+            file=sys.stderr,
+        )
+        status = "ok"
+        self.model.train()
+        while True:
+            due = [p for p in due_at.get(self.state["step"], []) if p not in saved]
+            if due:
+                status = self.status()
+                for progress in due:
+                    self.save_checkpoint(progress, status)
+                    saved.add(progress)
+                if status != "ok":
+                    break
+                self.save_resume()
+            if self.state["step"] == self.total_steps:
+                break
+            self.step(*next(batches))
+            bar.update(1)
+            if self.state["step"] % self.steps_per_epoch == 0:
+                status = self.end_epoch()
+                if status != "ok":
+                    break
+                epochs = self.state["step"] // self.steps_per_epoch
+                if (
+                    epochs % self.training["resume_every_epochs"] == 0
+                    and self.state["step"] not in due_at
+                ):
+                    self.save_resume()
+        bar.close()
+        for progress in self.saves:
+            if progress not in saved:
+                self.save_checkpoint(progress, status)
+        self.publish(status)
+        return status
+
+    def publish(self, status: str) -> None:
+        """Publish the checkpoints, the history and ``run.json`` (last: it marks the end)."""
+        for progress in self.saves:
+            publish(self.paths.checkpoint(progress, final=False), self.paths.checkpoint(progress))
+        write_table(
+            pd.DataFrame(self.state["history"], columns=HISTORY_COLUMNS), self.paths.history
+        )
+        write_json(
+            {
+                "status": status,
+                "spec": self.spec,
+                "total_steps": self.total_steps,
+                "steps_per_epoch": self.steps_per_epoch,
+                "steps_done": self.state["step"],
+                "wall_seconds": time.perf_counter() - self.started,
+                "checkpoints": self.state["checkpoints"],
+                "provenance": provenance(self.device),
+            },
+            self.paths.run_json,
+        )
+        shutil.rmtree(self.paths.partial)
+
+
 def train_run(
     spec: dict[str, Any],
-    init_path: Path,
-    data_path: Path,
-    out_dir: Path,
+    init_path: str | Path,
+    data_path: str | Path,
+    out_dir: str | Path,
     device: torch.device,
 ) -> str:
     """Train the run described by ``spec`` (see ``infoopt.config.run_spec``); return its status."""
-    paths = RunPaths(Path(out_dir))
-    training = spec["training"]
-    seed = spec["seed"]
-    amp_dtype, channels_last = resolve_execution(training, device)
-
-    init = load_checkpoint(init_path)
-    if init["model"] != spec["model"]:
-        raise ValueError(
-            f"{init_path} holds a {init['model']} model but the run asks for {spec['model']}; "
-            "rerun `infoopt init` for this architecture"
-        )
-    model = build_model(**spec["model"]).to(device)
-    model.load_state_dict(init["state_dict"])
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(spec["algorithm"], model.parameters(), **spec["hparams"])
-
-    prepared = load_prepared(data_path, device)
-    augment = training["augment"]
-    loader = TrainLoader(
-        prepared,
-        training["batch_size"],
-        seed,
-        crop_padding=augment["crop_padding"],
-        flip=augment["flip"],
-    )
-    total_steps = training["epochs"] * loader.steps_per_epoch
-    warmup_steps = round(training["warmup_epochs"] * loader.steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lambda t: lr_factor(t, total_steps, warmup_steps, training["schedule"])
-    )
-    saves = checkpoint_steps(training["checkpoints"], total_steps)
-
-    pending = {step: [p for p, s in saves.items() if s == step] for step in saves.values()}
-    state = _fresh_state(device)
-    if paths.resume.exists():
-        resumed = torch.load(paths.resume, map_location=device, weights_only=False)
-        if resumed["spec"] == spec:
-            model.load_state_dict(resumed["model"])
-            optimizer.load_state_dict(resumed["optimizer"])
-            scheduler.load_state_dict(resumed["scheduler"])
-            state = resumed["progress"]
-            print(f"resuming at step {state['step']} of {total_steps}", file=sys.stderr)
-        else:
-            print(
-                f"{paths.resume} belongs to another configuration; starting afresh", file=sys.stderr
-            )
-            shutil.rmtree(paths.partial)
-
-    def save_resume() -> None:
-        state["seconds"] = time.perf_counter() - started
-        save_torch(
-            {
-                "spec": spec,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "progress": state,
-            },
-            paths.resume,
-        )
-
-    def save_checkpoint_at(progress: float, status: str) -> None:
-        metrics: dict[str, float | None] = {}
-        if status == "ok":
-            for split in ("test", "train"):
-                loss, accuracy = evaluate(
-                    model,
-                    prepared,
-                    split,
-                    training["eval_batch_size"],
-                    amp_dtype,
-                    device,
-                    channels_last,
-                )
-                metrics[f"{split}_loss"] = loss
-                metrics[f"{split}_accuracy"] = accuracy
-        record = {
-            "progress": progress,
-            "step": saves[progress],
-            "epoch": saves[progress] / loader.steps_per_epoch,
-            "status": status,
-            **metrics,
-        }
-        weights = None
-        if status == "ok":
-            weights = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
-        save_checkpoint(
-            {
-                **{key: spec[key] for key in ("dataset", "arch", "optimizer", "seed", "model")},
-                "status": status,
-                "progress": progress,
-                "step": record["step"],
-                "epoch": record["epoch"],
-                "state_dict": weights,
-                "metrics": metrics,
-            },
-            paths.checkpoint(progress, final=False),
-        )
-        state["checkpoints"].append(record)
-
-    started = time.perf_counter() - state["seconds"]
-    bar = tqdm(
-        total=total_steps,
-        initial=state["step"],
-        desc=f"{spec['arch']}/{spec['optimizer']}/seed{seed}",
-        mininterval=0.5 if sys.stderr.isatty() else 30,
-        file=sys.stderr,
-    )
-    batches = _batches_from(loader, state["step"])
-    status = "ok"
-    model.train()
-    while True:
-        step = state["step"]
-        due = [p for p in pending.get(step, []) if p not in _saved(state)]
-        if due:
-            status = _status(state)
-            for progress in due:
-                save_checkpoint_at(progress, status)
-            if status != "ok":
-                break
-            save_resume()
-        if step == total_steps:
-            break
-        x, y = next(batches)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        torch.manual_seed(derive_seed(seed, "step", step))
-        loss, correct = train_step(model, optimizer, scheduler, x, y, amp_dtype, device)
-        state["loss_sum"] += loss
-        state["correct"] += correct
-        state["seen"] += len(y)
-        state["step"] += 1
-        bar.update(1)
-        if state["step"] % loader.steps_per_epoch == 0:
-            status = _end_epoch(
-                state,
-                loader.steps_per_epoch,
-                optimizer,
-                started,
-                lambda: evaluate(
-                    model,
-                    prepared,
-                    "test",
-                    training["eval_batch_size"],
-                    amp_dtype,
-                    device,
-                    channels_last,
-                ),
-            )
-            if status != "ok":
-                break
-            epochs_done = state["step"] // loader.steps_per_epoch
-            if epochs_done % training["resume_every_epochs"] == 0 and state["step"] not in pending:
-                save_resume()
-    bar.close()
-
-    for progress in saves:
-        if progress not in _saved(state):
-            save_checkpoint_at(progress, status)
-    _finish(
-        paths,
-        spec,
-        state,
-        saves,
-        status,
-        total_steps,
-        loader.steps_per_epoch,
-        device,
-        time.perf_counter() - started,
-    )
-    return status
+    return Trainer(spec, init_path, data_path, out_dir, device).run()
 
 
 def _fresh_state(device: torch.device) -> dict[str, Any]:
@@ -334,57 +389,3 @@ def _batches_from(loader: TrainLoader, step: int):
     while True:
         yield from loader.epoch(epoch, start_step=start)
         epoch, start = epoch + 1, 0
-
-
-def _saved(state: dict) -> set[float]:
-    return {record["progress"] for record in state["checkpoints"]}
-
-
-def _status(state: dict) -> str:
-    """``diverged`` once a training loss of the current epoch was NaN or infinite."""
-    return "ok" if torch.isfinite(state["loss_sum"]).item() else "diverged"
-
-
-def _end_epoch(state, steps_per_epoch, optimizer, started, evaluate_test) -> str:
-    """Append the finished epoch to the history and reset the accumulators; return the status."""
-    status = _status(state)
-    test_loss, test_accuracy = evaluate_test() if status == "ok" else (math.nan, math.nan)
-    state["history"].append(
-        {
-            "epoch": state["step"] // steps_per_epoch,
-            "step": state["step"],
-            "lr": optimizer.param_groups[0]["lr"],
-            "train_loss": state["loss_sum"].item() / steps_per_epoch,
-            "train_accuracy": 100.0 * state["correct"].item() / state["seen"],
-            "test_loss": test_loss,
-            "test_accuracy": test_accuracy,
-            "seconds": time.perf_counter() - started,
-        }
-    )
-    state["loss_sum"].zero_()
-    state["correct"].zero_()
-    state["seen"] = 0
-    return status
-
-
-def _finish(
-    paths, spec, state, saves, status, total_steps, steps_per_epoch, device, seconds
-) -> None:
-    """Publish the checkpoints, the history and ``run.json`` (last: it marks the end)."""
-    for progress in saves:
-        publish(paths.checkpoint(progress, final=False), paths.checkpoint(progress))
-    write_table(pd.DataFrame(state["history"], columns=HISTORY_COLUMNS), paths.history)
-    write_json(
-        {
-            "status": status,
-            "spec": spec,
-            "total_steps": total_steps,
-            "steps_per_epoch": steps_per_epoch,
-            "steps_done": state["step"],
-            "wall_seconds": seconds,
-            "checkpoints": state["checkpoints"],
-            "provenance": provenance(device),
-        },
-        paths.run_json,
-    )
-    shutil.rmtree(paths.partial)

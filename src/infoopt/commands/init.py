@@ -17,27 +17,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    import torch
-
-    from infoopt.checkpoint import save_checkpoint
     from infoopt.config import parse_spec
-    from infoopt.models import build_model
-    from infoopt.seeding import derive_seed
+    from infoopt.initial import save_initial_weights
 
     spec = parse_spec(args.spec)
-    torch.manual_seed(derive_seed(spec["seed"], "init"))
-    model = build_model(**spec["model"])
-    save_checkpoint(
-        {
-            **{key: spec[key] for key in ("dataset", "arch", "seed", "model")},
-            "optimizer": None,
-            "status": "ok",
-            "progress": 0.0,
-            "step": 0,
-            "state_dict": model.state_dict(),
-            "metrics": {},
-        },
-        args.out,
-    )
+    model = save_initial_weights(spec, args.out)
     count = sum(p.numel() for p in model.parameters())
     print(f"{args.out}: {spec['arch']} with {count:,} parameters, seed {spec['seed']}")
