@@ -1,0 +1,454 @@
+"""Hessian metrics against the exact dense Hessian of tiny models in float64.
+
+The reference is ``torch.autograd.functional.hessian`` of the mean cross-entropy as a function
+of the flat parameter vector (via ``functional_call``), in eval mode: no cached graphs, no
+block pruning, no micro-batches, no vmap, i.e. none of the code paths under test.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import statistics
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from scipy.stats import entropy as shannon
+from torch import nn
+from torch.func import functional_call
+from torch.nn.attention import SDPBackend, sdpa_kernel
+
+from infoopt.checkpoint import CheckpointError, save_checkpoint
+from infoopt.cli import main
+from infoopt.hessian.aggregate import aggregate_blocks
+from infoopt.hessian.blocks import block_coordinates, sub_hessians
+from infoopt.hessian.hvp import HessianOperator
+from infoopt.hessian.metrics import GLOBAL, checkpoint_hessian_table, missing_hessian_table
+from infoopt.hessian.options import HessianOptions
+from infoopt.hessian.space import ParameterSpace
+from infoopt.hessian.spectrum import lanczos_top_eigenvalue
+from infoopt.hessian.trace import hutchinson
+from infoopt.models import build_model
+from infoopt.seeding import generator
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # Tiny models: one thread avoids OpenMP spinning on a shared 2-core machine.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+class MLP(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(
+            nn.Flatten(), nn.Linear(16, 12), nn.Tanh(), nn.Dropout(0.5), nn.Linear(12, 4)
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class CNN(nn.Module):
+    """Conv + BatchNorm + ReLU + pooling + Linear, and one parameter the loss never uses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 3, 3, padding=1)
+        self.bn = nn.BatchNorm2d(3)
+        self.fc = nn.Linear(3 * 2 * 2, 4)
+        self.unused = nn.Parameter(torch.ones(2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.bn(self.conv(x))), 2)
+        return self.fc(x.flatten(1))
+
+
+def tiny_vit() -> nn.Module:
+    options = {"patch_size": 2, "dim": 6, "depth": 1, "heads": 2, "head_dim": 3, "mlp_dim": 8}
+    return build_model("vit", num_classes=4, in_channels=1, image_size=4, options=options)
+
+
+def make_model(name: str) -> nn.Module:
+    torch.manual_seed(0)
+    model = {"mlp": MLP, "cnn": CNN, "vit": tiny_vit}[name]()
+    model.train()
+    with torch.no_grad():
+        for _ in range(3):  # non-trivial BatchNorm running statistics
+            model(torch.randn(16, 1, 4, 4) * 2 + 0.5)
+    return model
+
+
+def make_data(n: int = 10, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 1, 4, 4, generator=g), torch.randint(0, 4, (n,), generator=g)
+
+
+def dense_hessian(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    model = copy.deepcopy(model).double().eval()
+    names = [name for name, _ in model.named_parameters()]
+    shapes = [p.shape for p in model.parameters()]
+    flat = torch.cat([p.detach().reshape(-1) for p in model.parameters()])
+
+    def loss(vector: torch.Tensor) -> torch.Tensor:
+        parts = vector.split([s.numel() for s in shapes])
+        params = {n: p.view(s) for n, p, s in zip(names, parts, shapes, strict=True)}
+        with sdpa_kernel(SDPBackend.MATH):
+            return F.cross_entropy(functional_call(model, params, (x.double(),)), y)
+
+    return torch.autograd.functional.hessian(loss, flat)
+
+
+@pytest.fixture(scope="module", params=["mlp", "cnn", "vit"])
+def case(request):
+    model = make_model(request.param)
+    x, y = make_data()
+    return model, x, y, dense_hessian(model, x, y)
+
+
+def diagonal_block(hessian: torch.Tensor, space: ParameterSpace, b: int) -> torch.Tensor:
+    start = space.offsets[b]
+    return hessian[start : start + space.numels[b], start : start + space.numels[b]]
+
+
+@pytest.mark.parametrize(
+    ("micro_batch_size", "vector_batch"), [(None, 1), (3, 1), (None, 4), (4, 3)]
+)
+def test_products_equal_the_dense_hessian(case, micro_batch_size, vector_batch):
+    model, x, y, hessian = case
+    operator = HessianOperator(
+        model, x, y, micro_batch_size=micro_batch_size, vector_batch=vector_batch, dtype="float64"
+    )
+    assert operator.space.dim == len(hessian)
+    vectors = torch.randn(
+        5, len(hessian), dtype=torch.float64, generator=torch.Generator().manual_seed(3)
+    )
+    torch.testing.assert_close(operator.matmul(vectors), vectors @ hessian, rtol=1e-10, atol=1e-12)
+    for b in range(len(operator.space)):
+        block = vectors[:, operator.space.offsets[b] :][:, : operator.space.numels[b]]
+        expected = block @ diagonal_block(hessian, operator.space, b)
+        torch.testing.assert_close(
+            operator.block_matmul(b, block), expected, rtol=1e-10, atol=1e-12
+        )
+    assert operator.full_products == 5
+
+
+def test_float32_products_are_close_to_the_float64_hessian(case):
+    model, x, y, hessian = case
+    operator = HessianOperator(model, x, y)
+    vectors = torch.randn(3, len(hessian), generator=torch.Generator().manual_seed(4))
+    expected = (vectors.double() @ hessian).float()
+    torch.testing.assert_close(operator.matmul(vectors), expected, rtol=1e-4, atol=1e-5)
+
+
+def test_sub_hessians_are_principal_submatrices(case):
+    model, x, y, hessian = case
+    operator = HessianOperator(model, x, y, dtype="float64", micro_batch_size=4)
+    coords = block_coordinates(operator.space, 5, seed=7)
+    for b, matrix in enumerate(sub_hessians(operator, coords)):
+        index = coords[b] + operator.space.offsets[b]
+        np.testing.assert_allclose(matrix, hessian[index][:, index].numpy(), rtol=1e-9, atol=1e-12)
+    assert operator.block_products == sum(len(c) for c in coords)
+    assert operator.full_products == 0
+
+
+def test_coordinates_depend_on_block_name_and_seed_only():
+    space = ParameterSpace.of(make_model("cnn"))
+    coords = block_coordinates(space, 5, seed=11)
+    conv = space.index("conv.weight")
+    other = ParameterSpace(("other", "conv.weight"), (torch.Size([7]), space.shapes[conv]))
+    assert torch.equal(block_coordinates(other, 5, seed=11)[1], coords[conv])
+    for name, numel, chosen in zip(space.names, space.numels, coords, strict=True):
+        assert len(chosen) == min(numel, 5) and len(set(chosen.tolist())) == len(chosen)
+        drawn = torch.randperm(numel, generator=generator("cpu", 11, "coords", name))[:5]
+        assert chosen.tolist() == sorted(drawn.tolist())
+    assert not torch.equal(block_coordinates(space, 5, seed=12)[conv], coords[conv])
+
+
+def test_table_rows_equal_dense_references(case):
+    model, x, y, hessian = case
+    options = HessianOptions(max_k=6, probes=0, lanczos_max_iter=0, dtype="float64", seed=5)
+    table = checkpoint_hessian_table(model, x, y, options)
+    space = ParameterSpace.of(model)
+    blocks = table[table["block"] != GLOBAL]
+    assert list(blocks["block"]) == list(space.names)
+    coords = block_coordinates(space, 6, seed=5)
+    for b, row in enumerate(blocks.itertuples()):
+        index = coords[b] + space.offsets[b]
+        eigs = np.linalg.eigvalsh(hessian[index][:, index].numpy())
+        assert (row.numel, row.k) == (space.numels[b], min(space.numels[b], 6))
+        assert row.lambda_min == pytest.approx(eigs[0], rel=1e-8, abs=1e-12)
+        assert row.lambda_max == pytest.approx(eigs[-1], rel=1e-8, abs=1e-12)
+        assert row.subtrace == pytest.approx(eigs.sum(), rel=1e-8, abs=1e-12)
+        assert row.positive == (eigs[0] > 1e-5 * np.abs(eigs).max())
+        if np.abs(eigs).sum() > 1e-12:
+            p = np.abs(eigs) / np.abs(eigs).sum()
+            assert row.entropy == pytest.approx(shannon(p), rel=1e-7, abs=1e-9)
+            assert row.gap == pytest.approx(math.log(len(eigs)) - shannon(p), rel=1e-6, abs=1e-9)
+        else:  # the unused parameter: a zero sub-Hessian has no entropy
+            assert math.isnan(row.entropy) and math.isnan(row.gap)
+    summary = table[table["block"] == GLOBAL].iloc[0]
+    assert summary["numel"] == len(hessian)
+    assert summary["positive_ratio"] == pytest.approx(blocks["positive"].astype(float).mean())
+    assert math.isnan(summary["trace"]) and math.isnan(summary["lambda_max"])
+
+
+def test_clip_normalization_and_trace_rule_follow_the_dense_spectrum():
+    model, (x, y) = make_model("mlp"), make_data()
+    hessian = dense_hessian(model, x, y)
+    options = HessianOptions(
+        max_k=8,
+        probes=0,
+        lanczos_max_iter=0,
+        dtype="float64",
+        normalization="clip",
+        positive="trace",
+        aggregation="positive",
+    )
+    table = checkpoint_hessian_table(model, x, y, options)
+    space = ParameterSpace.of(model)
+    blocks = table[table["block"] != GLOBAL]
+    gaps = []
+    for b, (row, coords) in enumerate(
+        zip(blocks.itertuples(), block_coordinates(space, 8, 0), strict=True)
+    ):
+        index = coords + space.offsets[b]
+        sub = hessian[index][:, index].numpy()
+        eigs = np.clip(np.linalg.eigvalsh(sub), 0, None)
+        assert row.gap == pytest.approx(math.log(len(eigs)) - shannon(eigs / eigs.sum()), abs=1e-9)
+        assert row.positive == (np.trace(sub) > 0)
+        if row.positive:
+            gaps.append(row.gap)
+    summary = table[table["block"] == GLOBAL].iloc[0]
+    assert summary["gap_mean"] == pytest.approx(statistics.fmean(gaps))
+    assert summary["gap_std"] == pytest.approx(statistics.pstdev(gaps))
+
+
+def test_hutchinson_traces_agree_with_exact_traces(case):
+    model, x, y, hessian = case
+    operator = HessianOperator(model, x, y, dtype="float64")
+    estimate = hutchinson(operator, probes=300, seed=0, probe_batch=64)
+    space = operator.space
+    exact = np.array([diagonal_block(hessian, space, b).trace().item() for b in range(len(space))])
+    errors = np.abs(estimate.block_traces - exact)
+    assert (errors <= 4 * estimate.block_standard_errors + 1e-10).all()
+    assert abs(estimate.trace - hessian.trace().item()) <= 4 * estimate.standard_error
+    assert estimate.standard_error > 0
+    again = hutchinson(operator, probes=300, seed=0, probe_batch=7)
+    np.testing.assert_allclose(again.samples, estimate.samples, rtol=1e-12, atol=1e-14)
+
+
+def test_lanczos_finds_the_top_eigenvalue_with_few_products(case):
+    model, x, y, hessian = case
+    operator = HessianOperator(model, x, y, dtype="float64")
+    result = lanczos_top_eigenvalue(
+        lambda v: operator.matmul(v[None])[0], len(hessian), seed=0, tol=1e-10, dtype=torch.float64
+    )
+    top = torch.linalg.eigvalsh(hessian)[-1].item()
+    assert result.converged and result.eigenvalue == pytest.approx(top, rel=1e-9)
+    assert result.products == operator.full_products < len(hessian)
+
+
+def test_lanczos_returns_the_largest_algebraic_eigenvalue():
+    rng = np.random.default_rng(0)
+    q, _ = np.linalg.qr(rng.standard_normal((50, 50)))
+    eigs = np.concatenate([[-9.0, -4.0], np.linspace(-1, 2, 47), [3.0]])
+    matrix = torch.tensor(q @ np.diag(eigs) @ q.T)
+    result = lanczos_top_eigenvalue(
+        lambda v: matrix @ v, 50, seed=1, tol=1e-12, dtype=torch.float64
+    )
+    assert result.eigenvalue == pytest.approx(3.0, rel=1e-10)
+    capped = lanczos_top_eigenvalue(
+        lambda v: matrix @ v, 50, seed=1, max_iter=3, dtype=torch.float64
+    )
+    assert not capped.converged and capped.products == 3
+
+
+def test_full_table_is_seeded_and_micro_batching_changes_nothing():
+    model, (x, y) = make_model("cnn"), make_data(n=12)
+    options = HessianOptions(max_k=4, probes=6, probe_batch=4, lanczos_max_iter=12, dtype="float64")
+    first = checkpoint_hessian_table(model, x, y, options).drop(columns="seconds")
+    second = checkpoint_hessian_table(model, x, y, options).drop(columns="seconds")
+    pd.testing.assert_frame_equal(first, second)
+    micro = HessianOptions(**(vars(options) | {"micro_batch_size": 5, "vector_batch": 3}))
+    third = checkpoint_hessian_table(model, x, y, micro).drop(columns="seconds")
+    option_columns = [c for c in first.columns if c.startswith("option_")]
+    pd.testing.assert_frame_equal(
+        first.drop(columns=option_columns), third.drop(columns=option_columns), rtol=1e-9
+    )
+    summary = first[first["block"] == GLOBAL].iloc[0]
+    assert summary["block_products"] == first["k"].sum()
+    assert summary["full_products"] == 6 + summary["lanczos_products"]
+
+
+def test_callers_model_is_left_untouched():
+    model, (x, y) = make_model("cnn"), make_data()
+    before = copy.deepcopy(model.state_dict())
+    checkpoint_hessian_table(model, x, y, HessianOptions(max_k=3, probes=2, lanczos_max_iter=3))
+    assert model.training
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, before[key]) and value.dtype == before[key].dtype
+
+
+def test_aggregates_by_hand():
+    blocks = pd.DataFrame(
+        {
+            "trace": [2.0, -3.0, 0.5, 1.0],
+            "gap": [0.1, 0.4, math.nan, 0.3],
+            "positive": [True, False, True, True],
+        }
+    )
+    everything = aggregate_blocks(blocks)
+    assert everything["positive_ratio"] == 0.75
+    assert everything["sharpness"] == 6.5
+    assert everything["gap_mean"] == pytest.approx(statistics.fmean([0.1, 0.4, 0.3]))
+    assert everything["gap_std"] == pytest.approx(statistics.pstdev([0.1, 0.4, 0.3]))
+    assert everything["gap_blocks"] == 3
+    positive = aggregate_blocks(blocks, "positive")
+    assert positive["gap_mean"] == pytest.approx(0.2) and positive["gap_blocks"] == 2
+    assert positive["gap_std"] == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="unknown aggregation 'some'; valid: all, positive"):
+        aggregate_blocks(blocks, "some")
+
+
+def test_bad_options_name_the_valid_ones():
+    with pytest.raises(ValueError, match="unknown positive 'det'; valid: lambda_min, trace"):
+        HessianOptions(positive="det")
+    with pytest.raises(ValueError, match="unknown dtype 'float16'; valid: float32, float64"):
+        HessianOptions(dtype="float16")
+    with pytest.raises(ValueError, match="max_k must be positive"):
+        HessianOptions(max_k=0)
+
+
+def test_missing_table_has_every_block_and_no_numbers():
+    space = ParameterSpace.of(make_model("mlp"))
+    table = missing_hessian_table(space, HessianOptions())
+    assert list(table["block"]) == [*space.names, GLOBAL]
+    assert table[["trace", "gap", "lambda_max", "gap_mean"]].isna().all().all()
+
+
+# The command, end to end, on the bundled digits.
+
+
+def tiny_resnet_spec() -> dict:
+    options = {"width": 2, "blocks": [1, 1, 1, 1]}
+    return {
+        "name": "resnet18",
+        "num_classes": 10,
+        "in_channels": 1,
+        "image_size": 8,
+        "options": options,
+    }
+
+
+def write_checkpoint(path, status: str = "ok") -> nn.Module:
+    torch.manual_seed(0)
+    model = build_model(**tiny_resnet_spec())
+    save_checkpoint(
+        {
+            "status": status,
+            "progress": 0.25,
+            "step": 10,
+            "epoch": 1.0,
+            "dataset": "digits",
+            "arch": "resnet18",
+            "optimizer": "sgd",
+            "seed": 3,
+            "model": tiny_resnet_spec(),
+            "state_dict": model.state_dict() if status == "ok" else None,
+            "metrics": {},
+        },
+        path,
+    )
+    return model
+
+
+ARGS = ["--eval-size", "48", "--max-k", "10", "--probes", "3", "--lanczos-max-iter", "8"]
+
+
+def test_command_writes_the_table(tmp_path, digits_npz):
+    model = write_checkpoint(tmp_path / "ckpt.pt")
+    out = tmp_path / "hessian" / "0.25.parquet"
+    main(
+        [
+            "hessian",
+            str(tmp_path / "ckpt.pt"),
+            "--data",
+            str(digits_npz),
+            "--out",
+            str(out),
+            *ARGS,
+            "--device",
+            "cpu",
+        ]
+    )
+    table = pd.read_parquet(out)
+    names = [name for name, _ in model.named_parameters()]
+    assert list(table["block"]) == [*names, GLOBAL]
+    assert (
+        (table[["dataset", "arch", "optimizer", "status"]] == ["digits", "resnet18", "sgd", "ok"])
+        .all()
+        .all()
+    )
+    assert (table["seed"] == 3).all() and (table["progress"] == 0.25).all()
+    assert (table["option_seed"] == 3).all() and (table["option_eval_size"] == 48).all()
+    blocks = table[table["block"] != GLOBAL]
+    assert blocks[["trace", "lambda_min", "lambda_max", "gap"]].notna().all().all()
+    # Independent check of one block: the head's bias (10 coordinates, all sampled) has the
+    # exact Hessian of the loss as a function of that bias alone.
+    from infoopt.data import eval_subset, load_prepared
+
+    x, y = eval_subset(load_prepared(digits_npz), "test", 48, 3)
+    model.eval()
+    bias_name = names[-1]
+
+    def loss(bias: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(functional_call(model, {bias_name: bias}, (x,)), y)
+
+    bias = dict(model.named_parameters())[bias_name].detach()
+    eigs = torch.linalg.eigvalsh(torch.autograd.functional.hessian(loss, bias).double())
+    row = blocks.iloc[-1]
+    assert row["k"] == 10
+    assert row["lambda_max"] == pytest.approx(eigs[-1].item(), rel=1e-4)
+    assert row["lambda_min"] == pytest.approx(eigs[0].item(), rel=1e-3, abs=1e-6)
+
+
+def test_command_marks_a_diverged_checkpoint(tmp_path, digits_npz):
+    write_checkpoint(tmp_path / "ckpt.pt", status="diverged")
+    out = tmp_path / "out.parquet"
+    main(
+        ["hessian", str(tmp_path / "ckpt.pt"), "--data", str(digits_npz), "--out", str(out), *ARGS]
+    )
+    table = pd.read_parquet(out)
+    assert (table["status"] == "diverged").all()
+    assert table[["trace", "gap", "lambda_max", "gap_mean", "sharpness"]].isna().all().all()
+
+
+def test_command_names_an_unreadable_checkpoint(tmp_path, digits_npz):
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    out = tmp_path / "out.parquet"
+    with pytest.raises(CheckpointError, match="broken.pt"):
+        main(["hessian", str(broken), "--data", str(digits_npz), "--out", str(out)])
+    assert not out.exists()
+
+
+def test_command_rejects_data_the_model_was_not_built_for(tmp_path, digits_npz):
+    write_checkpoint(tmp_path / "ckpt.pt")
+    spec = tiny_resnet_spec() | {"num_classes": 7}
+    checkpoint = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    model = build_model(**spec)
+    save_checkpoint(
+        checkpoint | {"model": spec, "state_dict": model.state_dict()}, tmp_path / "ckpt.pt"
+    )
+    out = tmp_path / "out.parquet"
+    with pytest.raises(ValueError, match="does not match checkpoint"):
+        main(["hessian", str(tmp_path / "ckpt.pt"), "--data", str(digits_npz), "--out", str(out)])
+    with pytest.raises(ValueError, match="must be a .parquet or .csv"):
+        main(["hessian", str(tmp_path / "ckpt.pt"), "--data", str(digits_npz), "--out", "x.txt"])
