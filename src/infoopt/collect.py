@@ -10,6 +10,16 @@ import pandas as pd
 
 RUN_KEYS = ["dataset", "arch", "optimizer", "seed"]
 CHECKPOINT_METRICS = ["test_accuracy", "test_loss", "train_accuracy", "train_loss"]
+# Metric name in the summary tables (the paper's, where it has one) -> column of the Hessian
+# table's global row (see infoopt.hessian.metrics).
+HESSIAN_METRICS = {
+    "positive_block_ratio": "positive_ratio",
+    "abs_trace_sum": "sharpness",
+    "entropy_gap": "gap_mean",
+    "entropy_gap_deviation": "gap_std",
+    "top_eigenvalue": "lambda_max",
+    "hessian_trace": "trace",
+}
 
 
 def _read_run(run_dir: Path) -> dict:
@@ -60,4 +70,29 @@ def collect_runs(run_dirs: Iterable[str | Path]) -> dict[str, pd.DataFrame]:
             RUN_KEYS + ["metric", "progress"], ignore_index=True
         ),
         "history": pd.concat(history, ignore_index=True),
+    }
+
+
+def collect_hessian(paths: Iterable[str | Path]) -> dict[str, pd.DataFrame]:
+    """Tables ``hessian`` (long: a row per checkpoint and metric of Tables 2–5 and the global
+    sharpness) and ``hessian_blocks`` (every block of every checkpoint)."""
+    from infoopt.hessian.metrics import GLOBAL
+
+    tables = [pd.read_parquet(path) for path in paths]
+    if not tables:
+        raise ValueError("no Hessian tables to collect")
+    blocks = pd.concat(tables, ignore_index=True)
+    identity = RUN_KEYS + ["progress", "status"]
+    summary = blocks[blocks["block"] == GLOBAL]
+    long = summary.melt(
+        id_vars=identity,
+        value_vars=list(HESSIAN_METRICS.values()),
+        var_name="column",
+        value_name="value",
+    )
+    long["metric"] = long["column"].map({column: name for name, column in HESSIAN_METRICS.items()})
+    long = long.astype({"value": "float64"})[identity + ["metric", "value"]]
+    return {
+        "hessian": long.sort_values(RUN_KEYS + ["metric", "progress"], ignore_index=True),
+        "hessian_blocks": blocks[blocks["block"] != GLOBAL].reset_index(drop=True),
     }

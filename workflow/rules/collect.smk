@@ -15,5 +15,20 @@ rule collect_training:
     params:
         run_dirs=lambda wc, input: [str(Path(path).parent) for path in input],
     shell:
-        "python -m infoopt collect {params.run_dirs} --out-dir results/summary/{wildcards.experiment}"
-        " > {log} 2>&1"
+        "python -m infoopt collect --runs {params.run_dirs}"
+        " --out-dir results/summary/{wildcards.experiment} > {log} 2>&1"
+
+
+rule collect_hessian:
+    input:
+        lambda wc: hessian_files(wc.experiment),
+    output:
+        hessian="results/summary/{experiment}/hessian.parquet",
+        blocks="results/summary/{experiment}/hessian_blocks.parquet",
+    log:
+        "logs/collect/{experiment}/hessian.log",
+    conda:
+        "../../envs/notebooks.yaml"
+    shell:
+        "python -m infoopt collect --hessian {input}"
+        " --out-dir results/summary/{wildcards.experiment} > {log} 2>&1"

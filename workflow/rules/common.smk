@@ -31,6 +31,14 @@ config.update(_validated)
 SOURCE = Path(workflow.basedir) / "src"
 shell.prefix(f"export PYTHONPATH={SOURCE}" + "${{PYTHONPATH:+:$PYTHONPATH}}; ")
 
+# Tables and figures: name -> {"notebook": file stem under notebooks/, "inputs", "outputs",
+# "parameters"}; each stage's .smk adds its entries and notebooks.smk makes a rule of each.
+# Optional "report": {"category": "paper" | "extension" | "ablation" | "provenance",
+# "caption": "workflow/report/<file>.rst" (from the repository root), "subcategory": str
+# (optional), "outputs": [output names] (optional; default all)} puts those outputs into
+# `snakemake --report`, under the category's heading, with the caption.
+NOTEBOOKS = {}
+
 PROGRESS = [progress_label(p) for p in config["training"]["checkpoints"]]
 RUN_DIR = "results/runs/{dataset}/{arch}/{optimizer}/seed{seed}"
 
@@ -75,3 +83,26 @@ def train_minutes(wildcards, attempt):
     spec = run_spec(config, run_of(wildcards))
     images = spec["training"]["epochs"] * DATASETS[wildcards.dataset].train_size
     return attempt * (10 + math.ceil(1.5 * images / 2000 / 60))
+
+
+def hessian_progress(experiment):
+    """The checkpoints of ``experiment`` whose Hessian is measured."""
+    which = config["experiments"][experiment]["hessian"]
+    return {"all": PROGRESS, "final": PROGRESS[-1:], "none": []}[which]
+
+
+def hessian_files(experiment):
+    return [
+        f"{run.directory}/hessian/{progress}.parquet"
+        for run in experiment_runs(config, experiment)
+        for progress in hessian_progress(experiment)
+    ]
+
+
+def hessian_options(wildcards):
+    """Command-line options of `infoopt hessian` from the config's `hessian` section."""
+    return " ".join(
+        f"--{key.replace('_', '-')} {value}"
+        for key, value in config["hessian"].items()
+        if value is not None
+    )

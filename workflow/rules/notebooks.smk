@@ -1,43 +1,78 @@
-# Tables and figures: one papermill-executed notebook each, a rule named after it.
-# Each notebook's parameters are its named inputs and outputs; the executed notebook is kept.
+# One rule per entry of NOTEBOOKS (filled by tables.smk and the other stages), named after it.
+# Included last. A notebook's parameters are the entry's named inputs and outputs (a list of
+# files becomes one space-separated string) plus its fixed `parameters`; the executed notebook
+# is kept under results/notebooks/. An entry's optional "report" key flags outputs for
+# `snakemake --report` (see common.smk).
+import shlex
 
-NOTEBOOKS = {
-    "table1": {
-        "inputs": {"training": "results/summary/paper/training.parquet"},
-        "outputs": {
-            "csv": "results/tables/table1.csv",
-            "markdown": "results/tables/table1.md",
-        },
-    },
+# The "report" key's categories -> their headings in the report.
+REPORT_CATEGORIES = {
+    "paper": "Paper tables",
+    "extension": "Extension",
+    "ablation": "Ablation",
+    "provenance": "Provenance",
 }
 
 
-def papermill_parameters(named_files):
+def papermill_parameters(entry, input, output):
+    """`-p name value` for the notebook's files and fixed parameters."""
+    values = {name: input[name] for name in entry["inputs"]}
+    values |= {name: output[name] for name in entry["outputs"]}
+    values |= entry["parameters"]
     return " ".join(
-        f"-p {name} {path}"
-        for name, path in named_files.items()
-        if name not in ("notebook", "executed")
+        f"-p {name} {shlex.quote(' '.join(value) if isinstance(value, list) else str(value))}"
+        for name, value in values.items()
     )
 
 
-for notebook, files in NOTEBOOKS.items():
+def notebook_outputs(name, entry):
+    """The entry's outputs, those its "report" key names flagged for the report."""
+    outputs = dict(entry["outputs"])
+    settings = entry.get("report")
+    if settings is None:
+        return outputs
+    if settings["category"] not in REPORT_CATEGORIES:
+        raise WorkflowError(
+            f"NOTEBOOKS[{name!r}]: unknown report category {settings['category']!r};"
+            f" valid: {', '.join(REPORT_CATEGORIES)}"
+        )
+    marked = settings.get("outputs", list(outputs))
+    unknown = sorted(set(marked) - set(outputs))
+    if unknown:
+        raise WorkflowError(
+            f"NOTEBOOKS[{name!r}]: report outputs {unknown} are not outputs;"
+            f" valid: {', '.join(outputs)}"
+        )
+    for key in marked:
+        outputs[key] = report(
+            outputs[key],
+            # Captions are named from the repository root; Snakemake resolves them from here.
+            caption=f"../../{settings['caption']}",
+            category=REPORT_CATEGORIES[settings["category"]],
+            subcategory=settings.get("subcategory"),
+            labels={"target": name, "file": Path(outputs[key]).name},
+        )
+    return outputs
+
+
+for name, entry in NOTEBOOKS.items():
 
     rule:
         name:
-            notebook
+            name
         input:
-            **files["inputs"],
-            notebook=f"notebooks/{notebook}.ipynb",
+            **entry["inputs"],
+            notebook=f"notebooks/{entry['notebook']}.ipynb",
         output:
-            **files["outputs"],
-            executed=f"results/notebooks/{notebook}.ipynb",
+            **notebook_outputs(name, entry),
+            executed=f"results/notebooks/{name}.ipynb",
         log:
-            f"logs/notebooks/{notebook}.log",
+            f"logs/notebooks/{name}.log",
         conda:
             "../../envs/notebooks.yaml"
         params:
-            parameters=lambda wc, input, output: papermill_parameters(
-                dict(input.items()) | dict(output.items())
+            parameters=lambda wc, input, output, entry=entry: papermill_parameters(
+                entry, input, output
             ),
         shell:
             "python -m papermill {input.notebook} {output.executed} {params.parameters}"

@@ -5,19 +5,24 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "gather run directories into tidy parquet tables"
+HELP = "gather run directories or Hessian tables into tidy parquet tables"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run_dirs", nargs="+", help="run directories (each with run.json)")
-    parser.add_argument("--out-dir", required=True, help="where runs/training/history.parquet go")
+    sources = parser.add_mutually_exclusive_group(required=True)
+    sources.add_argument(
+        "--runs", nargs="+", help="run directories (each with run.json and history.csv)"
+    )
+    sources.add_argument("--hessian", nargs="+", help="per-checkpoint tables of `infoopt hessian`")
+    parser.add_argument("--out-dir", required=True, help="where the parquet tables go")
 
 
 def run(args: argparse.Namespace) -> None:
     from infoopt.atomic import write_table
-    from infoopt.collect import collect_runs
+    from infoopt.collect import collect_hessian, collect_runs
 
-    for name, table in collect_runs(args.run_dirs).items():
+    tables = collect_runs(args.runs) if args.runs else collect_hessian(args.hessian)
+    for name, table in tables.items():
         path = Path(args.out_dir) / f"{name}.parquet"
         write_table(table, path)
         print(f"{path}: {len(table)} rows")

@@ -1,0 +1,34 @@
+# The paper's tables (and their comparison with the paper), as entries of NOTEBOOKS.
+
+PAPER_TABLES = {
+    1: ("test_accuracy", "training", 2),
+    2: ("positive_block_ratio", "hessian", 4),
+    3: ("abs_trace_sum", "hessian", 4),
+    4: ("entropy_gap", "hessian", 2),
+    5: ("entropy_gap_deviation", "hessian", 2),
+}
+
+NOTEBOOKS.update(
+    {
+        f"table{number}": {
+            "notebook": "paper_table",
+            "inputs": {"summary": f"results/summary/paper/{summary}.parquet"},
+            "outputs": {
+                "csv": f"results/tables/table{number}.csv",
+                "markdown": f"results/tables/table{number}.md",
+            },
+            "parameters": {"table": number, "metric": metric, "digits": digits},
+        }
+        for number, (metric, summary, digits) in PAPER_TABLES.items()
+    }
+)
+NOTEBOOKS["paper_comparison"] = {
+    "notebook": "paper_comparison",
+    "inputs": {"tables": [f"results/tables/table{n}.csv" for n in PAPER_TABLES]},
+    "outputs": {
+        "comparison": "results/tables/paper_comparison.csv",
+        "claims": "results/tables/paper_claims.csv",
+        "markdown": "results/tables/paper_claims.md",
+    },
+    "parameters": {},
+}
