@@ -9,8 +9,6 @@ import re
 import uuid
 from pathlib import Path
 
-from torchvision.datasets.utils import calculate_md5, check_integrity, download_url
-
 from infoopt.data.errors import DataError
 from infoopt.data.registry import DatasetSpec, get_spec
 
@@ -38,6 +36,10 @@ def download(
     checksum mismatch, the expected and actual md5). A bundled dataset downloads
     nothing and ``raw_dir`` is returned.
     """
+    # Imported here, not at module level: the workflow reads the registry at every start-up,
+    # and torchvision's import alone costs it more than a second.
+    from torchvision.datasets.utils import calculate_md5, check_integrity, download_url
+
     spec = get_spec(name)
     raw_dir = Path(raw_dir)
     if spec.bundled:

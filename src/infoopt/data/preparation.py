@@ -11,8 +11,6 @@ import tempfile
 import zlib
 from pathlib import Path
 
-from torchvision.datasets.utils import calculate_md5, extract_archive
-
 from infoopt.data.arrays import ImageArrays, is_array_file, write_arrays
 from infoopt.data.download import download, source
 from infoopt.data.errors import DataError
@@ -35,6 +33,8 @@ _UNREADABLE = (
 
 
 def _convert_archive(spec: DatasetSpec, archive: Path, url: str) -> ImageArrays:
+    from torchvision.datasets.utils import calculate_md5, extract_archive  # slow: see download()
+
     # Extract into a temporary directory: a half-extracted tree never lies around.
     with tempfile.TemporaryDirectory(prefix=".extract-", dir=archive.parent) as extracted:
         try:
