@@ -1,0 +1,355 @@
+"""The figures: metrics against training progress, block-gap distributions, accuracy against
+each metric, and the correlation study's intervals. Each function returns a matplotlib
+``Figure`` made without pyplot (no GUI backend, no global figure registry); the notebooks save
+it with :func:`save_figure`.
+
+Paper values (CIFAR-10, the paper's scale) are drawn as star markers on the same axes, at the
+same architecture, optimizer and checkpoint, with the artist's ``gid`` ``"paper:<optimizer>"``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+
+from infoopt.atomic import atomic_path
+from infoopt.report.correlation import METRICS, POOLED
+
+PROGRESS_LABEL = "training progress (% of optimizer steps)"
+# Axis labels with units: the loss is the mean cross-entropy in nats and the weights are
+# dimensionless, so Hessian traces and eigenvalues are in nats too.
+LABELS = {
+    "test_accuracy": "test accuracy (%)",
+    "generalization_gap": "generalization gap, train − test (% points)",
+    "positive_block_ratio": "positive-block ratio (fraction of blocks)",
+    "abs_trace_sum": r"$\sum_b\,|\mathrm{tr}\,H_{bb}|$ (nats)",
+    "entropy_gap": "mean entropy gap over blocks (nats)",
+    "entropy_gap_deviation": "std of entropy gap over blocks (nats)",
+    "top_eigenvalue": r"top Hessian eigenvalue $\lambda_{\max}$ (nats)",
+    "hessian_trace": r"Hessian trace $\mathrm{tr}\,H$ (nats)",
+    "gap": "entropy gap of a block (nats)",
+}
+TITLES = {
+    "test_accuracy": "Table 1: test accuracy",
+    "positive_block_ratio": "Table 2: ratio of positive blocks",
+    "abs_trace_sum": "Table 3: sharpness (sum of |block traces|)",
+    "entropy_gap": "Table 4: entropy gap",
+    "entropy_gap_deviation": "Table 5: deviation of the entropy gap",
+    "top_eigenvalue": "Top Hessian eigenvalue",
+    "hessian_trace": "Full Hessian trace",
+}
+# Spread over many orders of magnitude (and the paper's scale differs from a smoke run's).
+LOG_SCALE = {"abs_trace_sum", "top_eigenvalue", "hessian_trace"}
+PAPER_LABEL = "paper (CIFAR-10)"
+PAPER_STYLE = {"marker": "*", "markersize": 13, "markeredgecolor": "black", "linestyle": "none"}
+THEME = {"style": "whitegrid", "context": "paper"}
+
+
+def label(name: str) -> str:
+    """The axis label (with units) of a metric or column."""
+    return LABELS.get(name, name.replace("_", " "))
+
+
+def optimizer_colors(optimizers: Sequence[str]) -> dict[str, tuple]:
+    """A colour per optimizer: the paper's two first, then the others by name, so the same
+    optimizers get the same colours in every figure."""
+    order = [name for name in ("sgd", "adam") if name in optimizers]
+    order += sorted(set(optimizers) - set(order))
+    return dict(zip(order, sns.color_palette("colorblind", len(order)), strict=True))
+
+
+def _paper_marks(
+    paper: pd.DataFrame | None, metric: str, arch: str, optimizer: str
+) -> pd.DataFrame | None:
+    """The paper's values of one line, or None where it has none."""
+    if paper is None:
+        return None
+    marks = paper[
+        (paper["metric"] == metric) & (paper["arch"] == arch) & (paper["optimizer"] == optimizer)
+    ]
+    return None if marks.empty else marks
+
+
+def _panels(n_rows: int, n_columns: int, size: tuple[float, float]) -> tuple[Figure, np.ndarray]:
+    """A figure of ``n_rows × n_columns`` panels of ``size`` inches each."""
+    fig = Figure(figsize=(size[0] * n_columns, size[1] * n_rows), layout="constrained")
+    return fig, fig.subplots(n_rows, n_columns, squeeze=False)
+
+
+def _scale(ax, axis: str, values: np.ndarray) -> None:
+    """Log scale where every value is positive, else a symmetric log scale."""
+    values = values[np.isfinite(values)]
+    setter = ax.set_yscale if axis == "y" else ax.set_xscale
+    if len(values) and (values > 0).all():
+        setter("log")
+    elif len(values) and (values != 0).any():
+        setter("symlog", linthresh=float(np.abs(values[values != 0]).min()))
+
+
+def _ok(long: pd.DataFrame, metric: str) -> pd.DataFrame:
+    rows = long[(long["metric"] == metric) & (long["status"] == "ok")].dropna(subset=["value"])
+    if rows.empty:
+        raise ValueError(
+            f"no values of metric {metric!r} (have: {sorted(long['metric'].unique())})"
+        )
+    return rows
+
+
+def _legend(ax, colors: dict[str, tuple], paper: bool) -> None:
+    handles = [
+        Line2D([], [], color=color, marker="o", label=name) for name, color in colors.items()
+    ]
+    if paper:
+        handles.append(Line2D([], [], color="white", label=PAPER_LABEL, **PAPER_STYLE))
+    ax.legend(handles=handles, title="optimizer", fontsize="small", title_fontsize="small")
+
+
+def progress_figure(long: pd.DataFrame, metric: str, paper: pd.DataFrame | None = None) -> Figure:
+    """``metric`` against training progress: a panel per architecture, a line per optimizer
+    (mean over seeds) and a band from the lowest to the highest seed.
+
+    ``long`` is a summary table (``training.parquet`` or ``hessian.parquet``); ``paper`` the
+    paper's values (:func:`infoopt.report.tables.paper_values`) or None for no markers.
+    """
+    rows = _ok(long, metric).assign(percent=lambda t: 100 * t["progress"])
+    archs = sorted(rows["arch"].unique())
+    colors = optimizer_colors(list(rows["optimizer"].unique()))
+    with sns.axes_style(THEME["style"]), sns.plotting_context(THEME["context"]):
+        fig, axes = _panels(1, len(archs), (4.4, 3.6))
+        drawn_paper = False
+        for ax, arch in zip(axes[0], archs, strict=True):
+            values = [rows.loc[rows["arch"] == arch, "value"].to_numpy()]
+            for optimizer, color in colors.items():
+                runs = rows[(rows["arch"] == arch) & (rows["optimizer"] == optimizer)]
+                if runs.empty:
+                    continue
+                spread = runs.groupby("percent")["value"].agg(["mean", "min", "max"])
+                ax.plot(spread.index, spread["mean"], marker="o", color=color, label=optimizer)
+                ax.fill_between(spread.index, spread["min"], spread["max"], color=color, alpha=0.2)
+                marks = _paper_marks(paper, metric, arch, optimizer)
+                if marks is not None:
+                    ax.plot(
+                        100 * marks["progress"].to_numpy(),
+                        marks["value"].to_numpy(),
+                        color=color,
+                        gid=f"paper:{optimizer}",
+                        **PAPER_STYLE,
+                    )
+                    values.append(marks["value"].to_numpy())
+                    drawn_paper = True
+            if metric in LOG_SCALE:
+                _scale(ax, "y", np.concatenate(values))
+            ax.set(title=arch, xlabel=PROGRESS_LABEL, ylabel=label(metric), xlim=(-3, 103))
+            ax.set_xticks(_spaced_ticks(sorted(rows["percent"].unique())))
+        _legend(axes[0, 0], colors, drawn_paper)
+        fig.suptitle(TITLES.get(metric, label(metric)) + " (band: range over seeds)")
+    return fig
+
+
+def _spaced_ticks(checkpoints: Sequence[float], spacing: float = 5.0) -> list[float]:
+    """Checkpoints as x ticks, leaving out any closer than ``spacing`` to the previous tick
+    (0 % and 1 % would overlap)."""
+    ticks: list[float] = []
+    for value in checkpoints:
+        if not ticks or value - ticks[-1] >= spacing:
+            ticks.append(value)
+    return ticks
+
+
+def _box_positions(n_checkpoints: int, n_optimizers: int) -> np.ndarray:
+    """x of each (checkpoint, optimizer) box: checkpoints at 0, 1, …, optimizers side by side."""
+    width = 0.8 / n_optimizers
+    offsets = (np.arange(n_optimizers) - (n_optimizers - 1) / 2) * width
+    return np.arange(n_checkpoints)[:, None] + offsets[None, :]
+
+
+def block_gap_figure(blocks: pd.DataFrame, paper: pd.DataFrame | None = None) -> Figure:
+    """The distribution of the per-block entropy gap at each checkpoint (all blocks of all
+    seeds): a panel per architecture, a box per optimizer, the mean (Table 4) as a white dot.
+
+    ``blocks`` is ``hessian_blocks.parquet``; the paper's Table 4 means are drawn as stars.
+    """
+    rows = blocks[blocks["status"] == "ok"].dropna(subset=["gap"])
+    if rows.empty:
+        raise ValueError("no block has an entropy gap")
+    archs = sorted(rows["arch"].unique())
+    progress = sorted(rows["progress"].unique())
+    colors = optimizer_colors(list(rows["optimizer"].unique()))
+    positions = _box_positions(len(progress), len(colors))
+    width = 0.8 / len(colors) * 0.85
+    with sns.axes_style(THEME["style"]), sns.plotting_context(THEME["context"]):
+        fig, axes = _panels(1, len(archs), (5.2, 3.8))
+        drawn_paper = False
+        for ax, arch in zip(axes[0], archs, strict=True):
+            for column, (optimizer, color) in enumerate(colors.items()):
+                runs = rows[(rows["arch"] == arch) & (rows["optimizer"] == optimizer)]
+                present = [i for i, p in enumerate(progress) if (runs["progress"] == p).any()]
+                if not present:
+                    continue
+                parts = ax.boxplot(
+                    [runs.loc[runs["progress"] == progress[i], "gap"].to_numpy() for i in present],
+                    positions=positions[present, column],
+                    widths=width,
+                    patch_artist=True,
+                    showmeans=True,
+                    boxprops={"facecolor": (*color, 0.5), "edgecolor": color},
+                    medianprops={"color": color},
+                    whiskerprops={"color": color},
+                    capprops={"color": color},
+                    flierprops={"markeredgecolor": color, "markersize": 3},
+                    meanprops={
+                        "marker": "o",
+                        "markerfacecolor": "white",
+                        "markeredgecolor": "black",
+                        "markersize": 4,
+                    },
+                )
+                for line in parts["means"]:
+                    line.set_gid(f"mean:{optimizer}")
+                marks = _paper_marks(paper, "entropy_gap", arch, optimizer)
+                index = {p: i for i, p in enumerate(progress)}
+                if marks is not None and marks["progress"].isin(index).any():
+                    marks = marks[marks["progress"].isin(index)]
+                    ax.plot(
+                        positions[marks["progress"].map(index).to_numpy(), column],
+                        marks["value"].to_numpy(),
+                        color=color,
+                        gid=f"paper:{optimizer}",
+                        **PAPER_STYLE,
+                    )
+                    drawn_paper = True
+            ax.set_xticks(range(len(progress)), [f"{100 * p:g}" for p in progress])
+            ax.set_xlim(-0.6, len(progress) - 0.4)
+            ax.set(title=arch, xlabel="checkpoint (% of optimizer steps)", ylabel=label("gap"))
+        _legend(axes[0, 0], colors, drawn_paper)
+        fig.suptitle("Entropy gap per parameter block (white dot: mean over blocks, Table 4)")
+    return fig
+
+
+def accuracy_figure(
+    points: pd.DataFrame, paper: pd.DataFrame | None = None, metrics: Sequence[str] = METRICS
+) -> Figure:
+    """Final test accuracy against each metric at the final checkpoint, one point per run
+    (colour: optimizer, marker: architecture), a panel per metric.
+
+    ``points`` is :func:`infoopt.report.correlation.checkpoint_points`' table; the paper's
+    final values are stars labelled with their architecture.
+    """
+    final = points[points["progress"] == points["progress"].max()]
+    colors = optimizer_colors(list(final["optimizer"].unique()))
+    # The paper's final values, a row per (arch, optimizer) it reports and ours has.
+    paper_final = (
+        pd.DataFrame()
+        if paper is None
+        else paper[(paper["progress"] == 1.0) & paper["optimizer"].isin(colors)].pivot_table(
+            index=["arch", "optimizer"], columns="metric", values="value"
+        )
+    )
+    archs = sorted(final["arch"].unique())
+    columns = min(3, len(metrics))
+    n_rows = -(-len(metrics) // columns)
+    with sns.axes_style(THEME["style"]), sns.plotting_context(THEME["context"]):
+        fig, axes = _panels(n_rows, columns, (4.0, 3.4))
+        for ax in axes.flat[len(metrics) :]:
+            ax.set_visible(False)
+        for ax, metric in zip(axes.flat, metrics, strict=False):
+            shown = final.dropna(subset=[metric, "test_accuracy"])
+            sns.scatterplot(
+                data=shown,
+                x=metric,
+                y="test_accuracy",
+                hue="optimizer",
+                hue_order=list(colors),
+                palette=colors,
+                style="arch",
+                style_order=archs,
+                s=45,
+                ax=ax,
+                legend=ax is axes.flat[0],
+            )
+            values = [shown[metric].to_numpy()]
+            if {metric, "test_accuracy"} <= set(paper_final.columns):
+                for (arch, optimizer), row in paper_final.iterrows():
+                    ax.plot(
+                        [row[metric]],
+                        [row["test_accuracy"]],
+                        color=colors[optimizer],
+                        gid=f"paper:{optimizer}",
+                        **PAPER_STYLE,
+                    )
+                    ax.annotate(
+                        arch,
+                        (row[metric], row["test_accuracy"]),
+                        textcoords="offset points",
+                        xytext=(5, 4),
+                        fontsize="x-small",
+                    )
+                    values.append(np.array([row[metric]]))
+            if metric in LOG_SCALE:
+                _scale(ax, "x", np.concatenate(values))
+            ax.set(xlabel=label(metric), ylabel=label("test_accuracy"))
+        if not paper_final.empty:
+            axes.flat[0].plot([], [], color="white", label=PAPER_LABEL, **PAPER_STYLE)
+            axes.flat[0].legend(fontsize="x-small")
+        fig.suptitle("Final test accuracy against each metric (a point per run)")
+    return fig
+
+
+def correlation_figure(table: pd.DataFrame) -> Figure:
+    """Kendall's τ and its interval per metric (rows), a panel per target, a colour per scope
+    (each architecture, and all pooled). ``table`` is
+    :func:`infoopt.report.correlation.correlation_table`'s."""
+    targets = list(dict.fromkeys(table["target"]))
+    metrics = list(dict.fromkeys(table["metric"]))
+    scopes = list(dict.fromkeys(table["scope"]))
+    archs = [scope for scope in scopes if scope != POOLED]
+    colors = dict(zip(archs, sns.color_palette("deep", len(archs)), strict=True))
+    colors[POOLED] = (0.0, 0.0, 0.0)
+    offsets = (np.arange(len(scopes)) - (len(scopes) - 1) / 2) * 0.8 / len(scopes)
+    level = round(100 * float(table["confidence"].iloc[0]))
+    with sns.axes_style(THEME["style"]), sns.plotting_context(THEME["context"]):
+        fig, axes = _panels(1, len(targets), (4.6, 0.35 * len(metrics) + 1.6))
+        for ax, target in zip(axes[0], targets, strict=True):
+            for offset, scope in zip(offsets, scopes, strict=True):
+                rows = table[(table["target"] == target) & (table["scope"] == scope)]
+                rows = rows.set_index("metric").reindex(metrics)
+                tau, low, high = (rows[c].to_numpy(float) for c in ("tau", "ci_low", "ci_high"))
+                ax.errorbar(
+                    tau,
+                    np.arange(len(metrics)) + offset,
+                    xerr=[tau - low, high - tau],
+                    fmt="o",
+                    color=colors[scope],
+                    capsize=2,
+                    label=scope,
+                    gid=f"tau:{scope}",
+                )
+            ax.axvline(0, color="grey", linewidth=0.8)
+            names = [m.replace("_", " ") for m in metrics] if ax is axes[0, 0] else []
+            ax.set_yticks(range(len(metrics)), names)
+            ax.invert_yaxis()
+            ax.set(
+                xlim=(-1.05, 1.05),
+                xlabel=f"Kendall's τ-b with {label(target)}",
+                title=f"{level} % CI, runs resampled",
+            )
+        fig.legend(
+            *axes[0, 0].get_legend_handles_labels(), title="scope", loc="outside right upper"
+        )
+        fig.suptitle("Rank correlation of each metric with generalization (all checkpoints)")
+    return fig
+
+
+def save_figure(fig: Figure, pdf: str | os.PathLike, png: str | os.PathLike) -> None:
+    """Write the figure as PDF and PNG (atomically; no creation date, so equal inputs give
+    equal bytes)."""
+    with atomic_path(pdf) as tmp:
+        fig.savefig(tmp, format="pdf", metadata={"CreationDate": None})
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, format="png", dpi=150)

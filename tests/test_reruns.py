@@ -1,0 +1,208 @@
+"""Single-target reruns, the report and the notebooks' reproducibility, on one reduced smoke run.
+
+The run is the smoke workflow's paper experiment with one seed, two epochs, two checkpoints and
+a cheap Hessian (the full smoke run is test_workflow.py's): its DAG has every rule of the paper's.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from conftest import SMOKE, copy_workflow, snakemake, snakemake_env
+
+pytestmark = pytest.mark.workflow
+
+EXPERIMENT = "workflow/profiles/smoke/experiment.yaml"
+REDUCED = {
+    "experiments": {"paper": {"seeds": [0]}},
+    "archs": {"resnet18": {"epochs": 2}, "vit": {"epochs": 2}},
+    "training": {"checkpoints": [0.0, 1.0]},
+    "hessian": {"eval_size": 64, "max_k": 4, "probes": 4, "lanczos_max_iter": 5},
+}
+HESSIAN_METRICS = [
+    "positive_block_ratio",
+    "abs_trace_sum",
+    "entropy_gap",
+    "entropy_gap_deviation",
+    "top_eigenvalue",
+    "hessian_trace",
+]
+TABLES = [f"table{n}" for n in range(1, 6)]
+FIGURES = [f"fig_{m}" for m in ["test_accuracy", *HESSIAN_METRICS]]
+FIGURES += ["fig_block_gaps", "fig_accuracy_vs_metrics", "fig_correlation"]
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    from snakemake.utils import update_config
+
+    workdir = copy_workflow(tmp_path_factory.mktemp("reruns"))
+    for name in ("config.yaml", EXPERIMENT):
+        config = yaml.safe_load((workdir / name).read_text())
+        # The paper's experiment alone: the other experiments' notebooks are not under test.
+        config["experiments"] = {"paper": config["experiments"]["paper"]}
+        if name == EXPERIMENT:
+            update_config(config, REDUCED)
+        (workdir / name).write_text(yaml.safe_dump(config))
+    snakemake(workdir, *SMOKE)
+    return workdir
+
+
+def planned_jobs(workdir, *args: str) -> dict[str, int]:
+    """Rule name -> number of jobs of a dry run (empty when there is nothing to do)."""
+    result = snakemake(workdir, *SMOKE, "--dry-run", *args)
+    output = result.stdout + result.stderr
+    if "Nothing to be done" in output:
+        return {}
+    stats = output.split("Job stats:", 1)[1]
+    jobs = {}
+    for name, count in re.findall(r"^(\S+)\s+(\d+)$", stats, flags=re.MULTILINE):
+        if name == "total":
+            break
+        jobs[name] = int(count)
+    return jobs
+
+
+@pytest.fixture
+def edited(workdir):
+    """Change a notebook's text (Snakemake ignores a new mtime when the content is unchanged),
+    and put the original back afterwards."""
+    saved = {}
+
+    def edit(relative: str) -> None:
+        path = workdir / relative
+        saved[path] = path.read_bytes()
+        notebook = json.loads(saved[path])
+        notebook["cells"][0]["source"] += "\n\nEdited."
+        path.write_text(json.dumps(notebook, indent=1))
+
+    yield edit
+    for path, content in saved.items():
+        path.write_bytes(content)
+
+
+def test_named_targets_run_alone(workdir):
+    targets = [*TABLES, "paper_comparison", *FIGURES, "correlation", "provenance"]
+    assert planned_jobs(workdir, "--force", *targets) == dict.fromkeys(targets, 1)
+
+
+def test_a_changed_table_notebook_reruns_its_tables_alone(workdir, edited):
+    edited("notebooks/paper_table.ipynb")
+    expected = dict.fromkeys([*TABLES, "paper_comparison", "all"], 1)
+    assert planned_jobs(workdir) == expected
+
+
+def test_a_changed_figure_notebook_reruns_its_figures_alone(workdir, edited):
+    edited("notebooks/fig_progress.ipynb")
+    progress_figures = [f"fig_{m}" for m in ["test_accuracy", *HESSIAN_METRICS]]
+    assert planned_jobs(workdir) == dict.fromkeys([*progress_figures, "all"], 1)
+
+
+def test_a_changed_hessian_option_reruns_hessian_and_what_reads_it(workdir):
+    path = workdir / EXPERIMENT
+    original = path.read_text()
+    changed = yaml.safe_load(original)
+    changed["hessian"]["probes"] = 6
+    path.write_text(yaml.safe_dump(changed))
+    try:
+        jobs = planned_jobs(workdir)
+    finally:
+        path.write_text(original)
+    readers = [*TABLES[1:], "paper_comparison", *FIGURES[1:], "correlation", "all"]
+    assert jobs == {"hessian": 4 * 2, "collect_hessian": 1} | dict.fromkeys(readers, 1)
+
+
+def report_variable(html: str, name: str) -> dict:
+    """A JSON object the report's HTML assigns to ``var <name>`` in ``<script id="<name>">``."""
+    found = re.search(rf'<script id="{name}">\s*var {name} = (\{{.*?\}});\s*</script>', html, re.S)
+    assert found, f"no {name} in the report"
+    return json.loads(found.group(1))
+
+
+def test_report_holds_every_table_and_figure_with_captions(workdir):
+    snakemake(workdir, *SMOKE, "--report", "results/report.html")
+    html = (workdir / "results/report.html").read_text()
+    categories = report_variable(html, "categories")
+    tables = [
+        f"results/tables/{name}.csv" for name in [*TABLES, "paper_comparison", "paper_claims"]
+    ]
+    progress = [f"results/figures/{m}.png" for m in ["test_accuracy", *HESSIAN_METRICS]]
+    progress.append("results/figures/block_gaps.png")
+    correlation = [
+        "results/figures/accuracy_vs_metrics.png",
+        "results/tables/correlation.csv",
+        "results/figures/correlation.png",
+    ]
+    assert {
+        cat: {sub: sorted(files) for sub, files in subs.items()} for cat, subs in categories.items()
+    } == {
+        "Paper tables": {"Other": sorted(tables)},
+        "Extension": {"training progress": sorted(progress), "correlation": sorted(correlation)},
+        "Provenance": {"Other": ["results/tables/provenance.csv", "results/tables/provenance.md"]},
+    }
+    captions = {
+        path: record["caption"] for path, record in report_variable(html, "results").items()
+    }
+    assert set(captions) == set(tables + progress + correlation) | {
+        "results/tables/provenance.csv",
+        "results/tables/provenance.md",
+    }
+    expected = {
+        "results/tables/table4.csv": "Table 4 of the paper, from this run: entropy gap",
+        "results/tables/paper_claims.csv": "each marked reproduced or",
+        "results/figures/top_eigenvalue.png": "The top eigenvalue of the full Hessian (Lanczos)",
+        "results/figures/test_accuracy.png": "The test accuracy (Table 1) against training",
+        "results/figures/block_gaps.png": "The entropy gap of every parameter block",
+        "results/figures/accuracy_vs_metrics.png": "The final test accuracy of every run",
+        "results/tables/correlation.csv": "cluster bootstrap with",
+        "results/figures/correlation.png": "A metric that explains generalization",
+        "results/tables/provenance.csv": "What every run was made with",
+    }
+    for path, phrase in expected.items():
+        assert phrase in captions[path], (path, captions[path])
+    assert "Replication of Tan &amp; Huang (2025)" in html, "the workflow's description"
+
+
+def test_notebooks_rerun_standalone_to_the_same_bytes(workdir, tmp_path):
+    """papermill with explicit parameters, outside Snakemake, rewrites the same bytes."""
+    summary = "results/summary/paper"
+    commands = {
+        "correlation": [
+            "notebooks/correlation.ipynb",
+            *("-p", "training", f"{summary}/training.parquet"),
+            *("-p", "hessian", f"{summary}/hessian.parquet"),
+            *("-p", "csv", str(tmp_path / "correlation.csv")),
+            *("-p", "markdown", str(tmp_path / "correlation.md")),
+        ],
+        "table3": [
+            "notebooks/paper_table.ipynb",
+            *("-p", "table", "3", "-p", "metric", "abs_trace_sum", "-p", "digits", "4"),
+            *("-p", "summary", f"{summary}/hessian.parquet"),
+            *("-p", "csv", str(tmp_path / "table3.csv")),
+            *("-p", "markdown", str(tmp_path / "table3.md")),
+        ],
+    }
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "papermill", notebook, str(tmp_path / f"{name}.ipynb")]
+            + parameters
+            + ["--no-progress-bar", "--cwd", str(workdir)],
+            env=snakemake_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            cwd=workdir,
+        )
+        for name, (notebook, *parameters) in commands.items()
+    ]
+    for run in runs:
+        output, _ = run.communicate(timeout=300)
+        assert run.returncode == 0, output
+    for name in ("correlation.csv", "correlation.md", "table3.csv", "table3.md"):
+        assert (tmp_path / name).read_bytes() == (workdir / "results/tables" / name).read_bytes()
