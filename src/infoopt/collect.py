@@ -9,6 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 RUN_KEYS = ["dataset", "arch", "optimizer", "seed"]
+PROVENANCE_PACKAGES = ["torch", "cuda", "numpy", "pandas", "snakemake", "infoopt"]
 CHECKPOINT_METRICS = ["test_accuracy", "test_loss", "train_accuracy", "train_loss"]
 # Metric name in the summary tables (the paper's, where it has one) -> column of the Hessian
 # table's global row (see infoopt.hessian.metrics).
@@ -48,9 +49,11 @@ def collect_runs(run_dirs: Iterable[str | Path]) -> dict[str, pd.DataFrame]:
                 "total_steps": record["total_steps"],
                 "wall_seconds": record["wall_seconds"],
                 "device": provenance["device_name"],
+                "host": provenance.get("host"),
                 "git_commit": provenance["git_commit"],
-                "torch": provenance["packages"]["torch"],
+                "python": provenance.get("python"),
             }
+            | {name: provenance["packages"].get(name) for name in PROVENANCE_PACKAGES}
         )
         for checkpoint in record["checkpoints"]:
             for metric in CHECKPOINT_METRICS:
