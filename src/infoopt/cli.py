@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("prepare", "init", "train", "hessian", "collect")
+COMMANDS = ("prepare", "init", "train", "select", "hessian", "collect")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -50,6 +50,10 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     if error is not None:
         raise ConfigError(f"config key {_key_path(error)}: {error.message}")
     _check_references(config)
+    # Imported here: infoopt.sweep builds on this module.
+    from infoopt.sweep import check_sweeps
+
+    check_sweeps(config)
     return config
 
 

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from infoopt.atomic import publish, save_torch, write_json, write_table
 from infoopt.checkpoint import load_checkpoint, progress_label, save_checkpoint
-from infoopt.data import TrainLoader, eval_batches, load_prepared
+from infoopt.data import TrainLoader, eval_batches, holdout_split, load_prepared
 from infoopt.models import build_model
 from infoopt.optim import build_optimizer
 from infoopt.provenance import provenance
@@ -169,6 +169,11 @@ class Trainer:
         )
 
         self.data = load_prepared(data_path, device)
+        holdout = training.get("holdout")
+        if holdout is not None:
+            # A learning-rate sweep's run (infoopt.sweep): a held-out part of the training set
+            # takes the test set's place, so "test" metrics are validation metrics.
+            self.data = holdout_split(self.data, holdout["fraction"], holdout["seed"])
         augment = training["augment"]
         self.loader = TrainLoader(
             self.data,

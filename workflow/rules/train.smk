@@ -1,4 +1,5 @@
 # Training: one shared initial state per (dataset, arch, seed), then one job per run.
+from infoopt.sweep import selection_file
 
 
 rule init:
@@ -20,6 +21,8 @@ rule train:
     input:
         init="results/init/{dataset}/{arch}/seed{seed}.pt",
         data="resources/data/{dataset}.npz",
+        # The lr chosen by a sweep (lion.smk), for runs of an experiment with an lr_sweep.
+        hparams=lambda wc: selection_file(config, run_of(wc)) or [],
     output:
         checkpoints=expand(
             f"{RUN_DIR}/ckpt/{{progress}}.pt", progress=PROGRESS, allow_missing=True
@@ -40,6 +43,9 @@ rule train:
     params:
         spec=lambda wc: json.dumps(run_spec(config, run_of(wc))),
         out_dir=RUN_DIR,
+        hparams_from=lambda wc, input: (
+            f"--hparams-from {input.hparams}" if input.hparams else ""
+        ),
     shell:
         "python -m infoopt train --spec {params.spec:q} --init {input.init} --data {input.data}"
-        " --out-dir {params.out_dir} --threads {threads} >> {log} 2>&1"
+        " --out-dir {params.out_dir} {params.hparams_from} --threads {threads} >> {log} 2>&1"

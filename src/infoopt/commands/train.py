@@ -16,16 +16,25 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--init", required=True, help="initial weights from `infoopt init`")
     parser.add_argument("--data", required=True, help="prepared dataset from `infoopt prepare`")
     parser.add_argument("--out-dir", required=True, help="the run's directory")
+    parser.add_argument(
+        "--hparams-from",
+        default=None,
+        help="selection of `infoopt select` whose hyper-parameters replace the spec's",
+    )
     add_execution_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from infoopt.config import parse_spec
     from infoopt.devices import acquire_device
+    from infoopt.sweep import apply_selection
     from infoopt.train import train_run
 
     apply_threads(args)
+    spec = parse_spec(args.spec)
+    if args.hparams_from is not None:
+        spec = apply_selection(spec, args.hparams_from)
     with acquire_device(args.device) as lease:
-        status = train_run(parse_spec(args.spec), args.init, args.data, args.out_dir, lease.device)
+        status = train_run(spec, args.init, args.data, args.out_dir, lease.device)
     print(f"{args.out_dir}: {status}")
     return 0

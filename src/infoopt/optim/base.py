@@ -69,12 +69,17 @@ class LionFamily(torch.optim.Optimizer, metaclass=abc.ABCMeta):
     (their own hyper-parameters) and ``_c_scale`` (a positive factor on c that a variant needs
     anyway; folded into c's two coefficients, it costs no extra pass over the tensors).
 
+    ``lerp_momentum = True`` updates m with one ``lerp_`` (m + (1−β2)·(g − m): one pass over the
+    tensors instead of two) rather than Lion's ``mul_``/``add_``, which rounds differently; a
+    variant whose κ → ∞ limit must be Lion bit for bit keeps Lion's.
+
     ``foreach=None`` picks the multi-tensor path when every parameter of a group is on CUDA, like
     torch's own optimizers. Each parameter's state holds ``step`` (a Python int, the number of
     steps it has taken: a parameter without a gradient takes none) and its tensors.
     """
 
     extra_state: tuple[str, ...] = ()
+    lerp_momentum: bool = False
 
     def __init__(
         self,
@@ -178,7 +183,10 @@ class LionFamily(torch.optim.Optimizer, metaclass=abc.ABCMeta):
         scale = self._c_scale(group, step)
         exp_avg = state["exp_avg"]
         c = torch.mul(exp_avg, beta1 * scale).add_(grad, alpha=(1.0 - beta1) * scale)
-        exp_avg.mul_(beta2).add_(grad, alpha=1.0 - beta2)
+        if self.lerp_momentum:
+            exp_avg.lerp_(grad, 1.0 - beta2)
+        else:
+            exp_avg.mul_(beta2).add_(grad, alpha=1.0 - beta2)
         update = self._direction_single(group, step, c, grad, state)
         if group["weight_decay"] != 0.0:
             p.mul_(1.0 - group["lr"] * group["weight_decay"])
@@ -197,8 +205,11 @@ class LionFamily(torch.optim.Optimizer, metaclass=abc.ABCMeta):
         exp_avgs = states["exp_avg"]
         c = torch._foreach_mul(exp_avgs, beta1 * scale)
         torch._foreach_add_(c, grads, alpha=(1.0 - beta1) * scale)
-        torch._foreach_mul_(exp_avgs, beta2)
-        torch._foreach_add_(exp_avgs, grads, alpha=1.0 - beta2)
+        if self.lerp_momentum:
+            torch._foreach_lerp_(exp_avgs, grads, 1.0 - beta2)
+        else:
+            torch._foreach_mul_(exp_avgs, beta2)
+            torch._foreach_add_(exp_avgs, grads, alpha=1.0 - beta2)
         updates = self._direction_foreach(group, step, c, grads, states)
         if group["weight_decay"] != 0.0:
             torch._foreach_mul_(params, 1.0 - group["lr"] * group["weight_decay"])

@@ -85,6 +85,8 @@ class LionBayes(LionFamily):
     """
 
     extra_state = ("exp_var",)
+    # Not tied to Lion's rounding (its κ → ∞ limit is not Lion's step), so m takes one lerp_.
+    lerp_momentum = True
 
     def __init__(
         self,
@@ -129,7 +131,8 @@ class LionBayes(LionFamily):
         exp_var.mul_(beta3).addcmul_(deviation, deviation, value=1.0 - beta3)
         exp_var.add_(self._eps_term(group, c.dtype))
         # |m|·c before the division: a finite product over a positive denominator is never NaN.
-        return exp_avg.abs().mul_(c).div_(exp_var).tanh_()
+        # (Into the deviation's buffer, which is no longer needed.)
+        return torch.abs(exp_avg, out=deviation).mul_(c).div_(exp_var).tanh_()
 
     def _direction_foreach(
         self,
