@@ -137,7 +137,9 @@ def test_diverged_run_completes_the_workflow_and_is_marked(tmp_path):
         "archs": {"resnet18": {"epochs": 2}},
     }
     (workdir / "diverge.yaml").write_text(yaml.safe_dump(overrides))
-    snakemake(workdir, *SMOKE, "--configfile", "diverge.yaml")
+    # --configfile replaces the profile's config files, so the smoke experiment is named again.
+    smoke = "workflow/profiles/smoke/experiment.yaml"
+    snakemake(workdir, *SMOKE, "--configfile", smoke, "diverge.yaml", "table1")
     record = json.loads(
         (workdir / "results/runs/digits/resnet18/explode/seed0/run.json").read_text()
     )

@@ -63,6 +63,16 @@ rule select_lr:
 
 ABLATION = "lion_ablation"
 
+
+def ablation_report(outputs):
+    """The report settings of an ablation table or figure (see NOTEBOOKS in common.smk)."""
+    return {
+        "category": "ablation",
+        "caption": "workflow/report/lion_ablation.rst",
+        "outputs": outputs,
+    }
+
+
 if ABLATION in config["experiments"]:
     _ablation = config["experiments"][ABLATION]
     _summary = f"results/summary/{ABLATION}"
@@ -90,6 +100,7 @@ if ABLATION in config["experiments"]:
             "markdown": _tables.format("accuracy.md"),
         },
         "parameters": _order,
+        "report": ablation_report(["csv"]),
     }
     NOTEBOOKS["lion_paired"] = {
         "notebook": "lion_paired",
@@ -99,6 +110,7 @@ if ABLATION in config["experiments"]:
             "markdown": _tables.format("paired.md"),
         },
         "parameters": _order | {"reference": _lions[0]},
+        "report": ablation_report(["csv"]),
     }
     NOTEBOOKS["lion_curves"] = {
         "notebook": "lion_curves",
@@ -108,6 +120,7 @@ if ABLATION in config["experiments"]:
             "png": _figures.format("curves.png"),
         },
         "parameters": _order,
+        "report": ablation_report(["png"]),
     }
     _algorithms = {
         config["optimizers"][name]["algorithm"] for name in _ablation["optimizers"]
@@ -124,6 +137,7 @@ if ABLATION in config["experiments"]:
                 "png": _figures.format("kappa.png"),
             },
             "parameters": _order | {"reference": _lions[0]},
+            "report": ablation_report(["png"]),
         }
     if _ablation["hessian"] != "none":
         NOTEBOOKS["lion_hessian"] = {
@@ -136,6 +150,7 @@ if ABLATION in config["experiments"]:
                 "png": _figures.format("hessian.png"),
             },
             "parameters": _order,
+            "report": ablation_report(["csv", "png"]),
         }
     if "lr_sweep" in _ablation:
         NOTEBOOKS["lion_lr_sweep"] = {
@@ -152,4 +167,5 @@ if ABLATION in config["experiments"]:
                 "markdown": _tables.format("lr_sweep.md"),
             },
             "parameters": _order,
+            "report": ablation_report(["csv"]),
         }
