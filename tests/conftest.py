@@ -11,6 +11,16 @@ REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
 
 
+@pytest.fixture(autouse=True)
+def restore_torch_threads():
+    """Commands run in-process set torch's thread count (--threads); no test leaks it."""
+    import torch
+
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def digits_npz(tmp_path_factory) -> Path:
     from infoopt.data import prepare

@@ -118,6 +118,8 @@ def test_every_optimizer_of_an_arch_starts_from_the_shared_init(smoke_config, di
 def test_resume_after_sigkill_gives_the_uninterrupted_weights(smoke_config, digits_npz, tmp_path):
     config, spec = make_spec(smoke_config, arch="vit", optimizer="sgd", epochs=12)
     init = init_file(config, spec, tmp_path)
+    # Bit-identical only at the same thread count: a parallel reduction's order depends on it.
+    torch.set_num_threads(1)
     train_run(spec, init, digits_npz, tmp_path / "whole", CPU)
 
     out = tmp_path / "killed"
@@ -136,6 +138,8 @@ def test_resume_after_sigkill_gives_the_uninterrupted_weights(smoke_config, digi
         str(out),
         "--device",
         "cpu",
+        "--threads",
+        "1",
     ]
     env = os.environ | {"PYTHONPATH": str(REPO / "src")}
     process = subprocess.Popen(
