@@ -166,6 +166,8 @@ AccountingStorageHost=localhost
 AccountingStoragePort=6819
 # The munge socket of the slurmctld->slurmdbd and sacct->slurmdbd connections (not AuthInfo's).
 AccountingStoragePass=$SOCK
+# Keep sbatch --comment (the executor plugin writes rule_<rule> there) in the accounting records.
+AccountingStoreFlags=job_comment
 $NODE_LINE State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
