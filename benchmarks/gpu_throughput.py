@@ -19,36 +19,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synthetic import initial_weights, model_spec, synthetic_dataset  # noqa: E402
+from synthetic import initial_weights, sgd_run_spec, synthetic_dataset  # noqa: E402
 
 from infoopt.train import Trainer  # noqa: E402
 
 CIFAR_TRAIN = 50_000
 SETTINGS = {"resnet18": 128, "vit": 512}
-
-
-def run_spec(arch: str, batch: int, algorithm: str, hparams: dict) -> dict:
-    return {
-        "dataset": "synthetic",
-        "arch": arch,
-        "optimizer": algorithm,
-        "seed": 0,
-        "model": model_spec(arch),
-        "algorithm": algorithm,
-        "hparams": hparams,
-        "training": {
-            "epochs": 1,
-            "batch_size": batch,
-            "warmup_epochs": 0,
-            "augment": {"crop_padding": 4, "flip": True},
-            "checkpoints": [1.0],
-            "schedule": "cosine",
-            "eval_batch_size": 1024,
-            "resume_every_epochs": 1,
-            "precision": "auto",
-            "channels_last": "auto",
-        },
-    }
 
 
 def throughput(trainer: Trainer, warmup: int, steps: int) -> float:
@@ -83,7 +59,7 @@ def main() -> None:
         for arch, batch in SETTINGS.items():
             images = batch * (args.warmup + args.steps)
             data = synthetic_dataset(folder / f"{arch}.npz", train=images, test=batch)
-            spec = run_spec(arch, batch, "sgd", {"lr": 0.01, "momentum": 0.9})
+            spec = sgd_run_spec(arch, batch)
             init = initial_weights(folder / f"{arch}-init.pt", arch, spec["model"])
             trainer = Trainer(spec, init, data, folder / arch, device)
             rate = throughput(trainer, args.warmup, args.steps)

@@ -29,6 +29,31 @@ def model_spec(arch: str, classes: int = 10) -> dict:
     return {"name": arch, "num_classes": classes, "in_channels": 3, "image_size": 32, "options": {}}
 
 
+def sgd_run_spec(arch: str, batch: int) -> dict:
+    """A one-epoch SGD run of the paper-sized ``arch`` (see ``infoopt.config.run_spec``)."""
+    return {
+        "dataset": "synthetic",
+        "arch": arch,
+        "optimizer": "sgd",
+        "seed": 0,
+        "model": model_spec(arch),
+        "algorithm": "sgd",
+        "hparams": {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4},
+        "training": {
+            "epochs": 1,
+            "batch_size": batch,
+            "warmup_epochs": 0,
+            "augment": {"crop_padding": 4, "flip": True},
+            "checkpoints": [1.0],
+            "schedule": "cosine",
+            "eval_batch_size": 1024,
+            "resume_every_epochs": 1,
+            "precision": "auto",
+            "channels_last": "auto",
+        },
+    }
+
+
 def initial_weights(path: Path, arch: str, spec: dict) -> Path:
     save_initial_weights({"dataset": "synthetic", "arch": arch, "seed": 0, "model": spec}, path)
     return path

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from synthetic import initial_weights, model_spec, synthetic_dataset  # noqa: E402
+from synthetic import initial_weights, sgd_run_spec, synthetic_dataset  # noqa: E402
 
 from infoopt.optim import build_optimizer  # noqa: E402
 from infoopt.train import Trainer, autocast  # noqa: E402
@@ -70,27 +70,7 @@ def main() -> None:
 
 
 def measure(args: argparse.Namespace, device: torch.device, folder: Path) -> None:
-    spec = {
-        "dataset": "synthetic",
-        "arch": args.arch,
-        "optimizer": "sgd",
-        "seed": 0,
-        "model": model_spec(args.arch),
-        "algorithm": "sgd",
-        "hparams": {"lr": 0.01, "momentum": 0.9, "weight_decay": 5e-4},
-        "training": {
-            "epochs": 1,
-            "batch_size": args.batch,
-            "warmup_epochs": 0,
-            "augment": {"crop_padding": 4, "flip": True},
-            "checkpoints": [1.0],
-            "schedule": "cosine",
-            "eval_batch_size": 1024,
-            "resume_every_epochs": 1,
-            "precision": "auto",
-            "channels_last": "auto",
-        },
-    }
+    spec = sgd_run_spec(args.arch, args.batch)
     data = synthetic_dataset(folder / "data.npz", train=args.batch * 4, test=args.batch)
     init = initial_weights(folder / "init.pt", args.arch, spec["model"])
     trainer = Trainer(spec, init, data, folder / "run", device)
