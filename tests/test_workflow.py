@@ -139,7 +139,8 @@ def test_diverged_run_completes_the_workflow_and_is_marked(tmp_path):
     (workdir / "diverge.yaml").write_text(yaml.safe_dump(overrides))
     # --configfile replaces the profile's config files, so the smoke experiment is named again.
     smoke = "workflow/profiles/smoke/experiment.yaml"
-    snakemake(workdir, *SMOKE, "--configfile", smoke, "diverge.yaml", "table1")
+    # Targets go first: --configfile takes every argument after it.
+    snakemake(workdir, "table1", *SMOKE, "--configfile", smoke, "diverge.yaml")
     record = json.loads(
         (workdir / "results/runs/digits/resnet18/explode/seed0/run.json").read_text()
     )
