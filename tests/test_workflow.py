@@ -150,3 +150,8 @@ def test_diverged_run_completes_the_workflow_and_is_marked(tmp_path):
     assert table.loc[("explode", 1.0), "n_seeds"] == 0
     assert table.loc[("sgd", 1.0), "n_diverged"] == 0
     assert "diverged" in (workdir / "results/tables/table1.md").read_text()
+
+
+def test_workflow_passes_snakemake_lint(tmp_path):
+    result = snakemake(copy_workflow(tmp_path), "--lint", "--workflow-profile", SMOKE[-1])
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout + result.stderr

@@ -63,14 +63,11 @@ rule select_lr:
 
 ABLATION = "lion_ablation"
 
-
-def ablation_report(outputs):
-    """The report settings of an ablation table or figure (see NOTEBOOKS in common.smk)."""
-    return {
-        "category": "ablation",
-        "caption": "workflow/report/lion_ablation.rst",
-        "outputs": outputs,
-    }
+# The report settings of the ablation's tables and figures (see NOTEBOOKS in common.smk).
+ABLATION_REPORT = {
+    "category": "ablation",
+    "caption": "workflow/report/lion_ablation.rst",
+}
 
 
 if ABLATION in config["experiments"]:
@@ -100,7 +97,7 @@ if ABLATION in config["experiments"]:
             "markdown": _tables.format("accuracy.md"),
         },
         "parameters": _order,
-        "report": ablation_report(["csv"]),
+        "report": ABLATION_REPORT | {"outputs": ["csv"]},
     }
     NOTEBOOKS["lion_paired"] = {
         "notebook": "lion_paired",
@@ -110,7 +107,7 @@ if ABLATION in config["experiments"]:
             "markdown": _tables.format("paired.md"),
         },
         "parameters": _order | {"reference": _lions[0]},
-        "report": ablation_report(["csv"]),
+        "report": ABLATION_REPORT | {"outputs": ["csv"]},
     }
     NOTEBOOKS["lion_curves"] = {
         "notebook": "lion_curves",
@@ -120,7 +117,7 @@ if ABLATION in config["experiments"]:
             "png": _figures.format("curves.png"),
         },
         "parameters": _order,
-        "report": ablation_report(["png"]),
+        "report": ABLATION_REPORT | {"outputs": ["png"]},
     }
     _algorithms = {
         config["optimizers"][name]["algorithm"] for name in _ablation["optimizers"]
@@ -137,7 +134,7 @@ if ABLATION in config["experiments"]:
                 "png": _figures.format("kappa.png"),
             },
             "parameters": _order | {"reference": _lions[0]},
-            "report": ablation_report(["png"]),
+            "report": ABLATION_REPORT | {"outputs": ["png"]},
         }
     if _ablation["hessian"] != "none":
         NOTEBOOKS["lion_hessian"] = {
@@ -150,7 +147,7 @@ if ABLATION in config["experiments"]:
                 "png": _figures.format("hessian.png"),
             },
             "parameters": _order,
-            "report": ablation_report(["csv", "png"]),
+            "report": ABLATION_REPORT | {"outputs": ["csv", "png"]},
         }
     if "lr_sweep" in _ablation:
         NOTEBOOKS["lion_lr_sweep"] = {
@@ -167,5 +164,5 @@ if ABLATION in config["experiments"]:
                 "markdown": _tables.format("lr_sweep.md"),
             },
             "parameters": _order,
-            "report": ablation_report(["csv"]),
+            "report": ABLATION_REPORT | {"outputs": ["csv"]},
         }
