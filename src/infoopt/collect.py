@@ -23,8 +23,9 @@ HESSIAN_METRICS = {
 }
 
 
-def _read_run(run_dir: Path) -> dict:
-    path = run_dir / "run.json"
+def read_run_record(run_dir: str | Path) -> dict:
+    """A run's ``run.json`` (written by ``infoopt train``); a ValueError names an unreadable one."""
+    path = Path(run_dir) / "run.json"
     try:
         return json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as error:
@@ -36,7 +37,7 @@ def collect_runs(run_dirs: Iterable[str | Path]) -> dict[str, pd.DataFrame]:
     and ``history`` (a row per run and epoch)."""
     runs, training, history = [], [], []
     for run_dir in map(Path, run_dirs):
-        record = _read_run(run_dir)
+        record = read_run_record(run_dir)
         keys = {key: record["spec"][key] for key in RUN_KEYS}
         provenance = record["provenance"]
         runs.append(

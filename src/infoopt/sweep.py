@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from infoopt.collect import read_run_record
 from infoopt.config import ConfigError, Run, run_spec
 
 SWEEP_ROOT = "results/sweep"
@@ -179,14 +180,6 @@ def selection_file(config: dict, run: Run) -> str | None:
     return selection_path(run.dataset, run.arch, run.optimizer)
 
 
-def _read_record(run_dir: Path) -> dict:
-    path = run_dir / "run.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: cannot read the sweep run's record: {error}") from error
-
-
 def _candidate(run_dir: Path, record: dict) -> dict[str, Any]:
     final = [c for c in record["checkpoints"] if c["progress"] == 1.0]
     ok = record["status"] == "ok" and final and final[0]["status"] == "ok"
@@ -201,7 +194,7 @@ def _candidate(run_dir: Path, record: dict) -> dict[str, Any]:
 
 def select_lr(run_dirs: Iterable[str | Path]) -> dict[str, Any]:
     """The selection among the candidate runs in ``run_dirs`` (one sweep's, all of them)."""
-    records = {Path(d): _read_record(Path(d)) for d in run_dirs}
+    records = {Path(d): read_run_record(d) for d in run_dirs}
     if not records:
         raise ValueError("no sweep runs to select from")
     keys = {
