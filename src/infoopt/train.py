@@ -3,7 +3,8 @@
 The loop is resumable and deterministic. Every random number of step ``t`` (data order,
 augmentation, dropout) is drawn from a seed derived from ``(seed, t)``, and the state a
 run resumes from is saved at epoch ends and at every checkpoint. So a run killed at any
-moment and restarted ends with the same weights as one that was never interrupted.
+moment and restarted ends with the same weights as one that was never interrupted (on the
+same device and thread count: parallel reductions round differently at other counts).
 
 While running, everything lives in ``<out_dir>/.partial/``; the declared outputs
 (``ckpt/*.pt``, ``history.csv``, ``run.json``) are moved into place only when the run
