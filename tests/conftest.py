@@ -89,4 +89,17 @@ def snakemake(cwd: Path, *args: str, timeout: float = 900, check: bool = True):
     return result
 
 
+def resumable_step(run_dir: Path) -> int:
+    """The step a killed run in ``run_dir`` would resume at (0 before its state exists or once
+    the run has ended and removed it)."""
+    import torch
+
+    try:
+        return torch.load(run_dir / ".partial" / "resume.pt", weights_only=False)["progress"][
+            "step"
+        ]
+    except FileNotFoundError:
+        return 0
+
+
 SMOKE = ("--cores", "2", "--workflow-profile", "workflow/profiles/smoke")

@@ -41,7 +41,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import REPO, SMOKE, copy_workflow, snakemake, snakemake_env
+from conftest import REPO, SMOKE, copy_workflow, resumable_step, snakemake, snakemake_env
 from infoopt.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slurm
@@ -250,14 +250,6 @@ def runs(cluster, tmp_path_factory) -> Iterator[Runs]:
             started.failing.stop()
 
 
-def _resumable_step(resume: Path) -> int:
-    """The step a killed run would resume at (0 before the state exists or after the run ended)."""
-    try:
-        return torch.load(resume, weights_only=False)["progress"]["step"]
-    except FileNotFoundError:
-        return 0
-
-
 def _running_train_job(workdir: Path) -> str | None:
     listed = subprocess.run(
         ["squeue", "-h", "-t", "RUNNING", "-o", "%i|%k|%Z"],
@@ -275,9 +267,8 @@ def _running_train_job(workdir: Path) -> str | None:
 
 def _cancel_once_resumable(run: SlurmRun) -> str | None:
     """scancel the run's training job once it has a state to resume from; its job ID, or None."""
-    resume = run.workdir / RUN / ".partial/resume.pt"
     while run.running() and time.monotonic() < run.deadline:
-        if _resumable_step(resume) > 0:
+        if resumable_step(run.workdir / RUN) > 0:
             job = _running_train_job(run.workdir)
             if job is not None:
                 subprocess.run(["scancel", job], timeout=30, check=True)

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import REPO, SCHEMA
+from conftest import REPO, SCHEMA, resumable_step
 from infoopt.checkpoint import load_checkpoint
 from infoopt.cli import main
 from infoopt.config import Run, init_spec, run_spec, validate_config
@@ -145,10 +145,9 @@ def test_resume_after_sigkill_gives_the_uninterrupted_weights(smoke_config, digi
     process = subprocess.Popen(
         command, env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL
     )
-    resume = out / ".partial" / "resume.pt"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
-        if resume.exists() and torch.load(resume, weights_only=False)["progress"]["step"] > 0:
+        if resumable_step(out) > 0:
             break
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)

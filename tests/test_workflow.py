@@ -14,7 +14,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import SMOKE, copy_workflow, snakemake, snakemake_env
+from conftest import SMOKE, copy_workflow, resumable_step, snakemake, snakemake_env
 from infoopt.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.workflow
@@ -102,11 +102,10 @@ def test_killed_training_job_is_retried_and_resumes(smoke, tmp_path):
         stderr=subprocess.STDOUT,
         text=True,
     )
-    resume = workdir / RUN / ".partial/resume.pt"
     killed = False
     deadline = time.monotonic() + 300
     while not killed and runner.poll() is None and time.monotonic() < deadline:
-        if resume.exists() and torch.load(resume, weights_only=False)["progress"]["step"] > 0:
+        if resumable_step(workdir / RUN) > 0:
             pid = _train_pid(workdir, RUN)
             if pid is not None:
                 os.kill(pid, signal.SIGKILL)
