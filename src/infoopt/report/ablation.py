@@ -32,7 +32,7 @@ from matplotlib.figure import Figure
 from scipy import stats
 
 from infoopt.atomic import write_table, write_text
-from infoopt.report.figures import THEME, label
+from infoopt.report.figures import THEME, label, panels
 from infoopt.seeding import derive_seed
 
 CONFIDENCE = 0.95
@@ -376,11 +376,6 @@ def _colors(order: Sequence[str]) -> dict[str, tuple]:
     return dict(zip(order, sns.color_palette("colorblind", len(order)), strict=True))
 
 
-def _panels(n: int, size: tuple[float, float]) -> tuple[Figure, np.ndarray]:
-    fig = Figure(figsize=(size[0] * n, size[1]), layout="constrained")
-    return fig, fig.subplots(1, n, squeeze=False)[0]
-
-
 def curve_table(
     history: pd.DataFrame, metric: str = "test_accuracy", confidence: float = CONFIDENCE
 ) -> pd.DataFrame:
@@ -411,7 +406,7 @@ def curves_figure(history: pd.DataFrame, order: Sequence[str]) -> Figure:
     colors = _colors(list(order))
     level = round(100 * CONFIDENCE)
     with sns.axes_style(THEME["style"]), sns.plotting_context(THEME["context"]):
-        fig, axes = _panels(len(archs), (4.6, 3.6))
+        fig, (axes,) = panels(1, len(archs), (4.6, 3.6))
         for ax, arch in zip(axes, archs, strict=True):
             for optimizer, color in colors.items():
                 line = curves[(curves["arch"] == arch) & (curves["optimizer"] == optimizer)]
@@ -459,7 +454,7 @@ def kappa_figure(accuracy: pd.DataFrame, runs: pd.DataFrame, reference: str) -> 
     level = round(100 * CONFIDENCE)
     tanh_color, lion_color = sns.color_palette("colorblind", 2)
     with sns.axes_style(THEME["style"]), sns.plotting_context(THEME["context"]):
-        fig, axes = _panels(len(archs), (4.4, 3.6))
+        fig, (axes,) = panels(1, len(archs), (4.4, 3.6))
         for ax, arch in zip(axes, archs, strict=True):
             line = points[points["arch"] == arch].sort_values("kappa")
             ax.errorbar(

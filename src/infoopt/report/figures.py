@@ -76,7 +76,7 @@ def _paper_marks(
     return None if marks.empty else marks
 
 
-def _panels(n_rows: int, n_columns: int, size: tuple[float, float]) -> tuple[Figure, np.ndarray]:
+def panels(n_rows: int, n_columns: int, size: tuple[float, float]) -> tuple[Figure, np.ndarray]:
     """A figure of ``n_rows × n_columns`` panels of ``size`` inches each."""
     fig = Figure(figsize=(size[0] * n_columns, size[1] * n_rows), layout="constrained")
     return fig, fig.subplots(n_rows, n_columns, squeeze=False)
@@ -121,7 +121,7 @@ def progress_figure(long: pd.DataFrame, metric: str, paper: pd.DataFrame | None 
     archs = sorted(rows["arch"].unique())
     colors = optimizer_colors(list(rows["optimizer"].unique()))
     with sns.axes_style(THEME["style"]), sns.plotting_context(THEME["context"]):
-        fig, axes = _panels(1, len(archs), (4.4, 3.6))
+        fig, axes = panels(1, len(archs), (4.4, 3.6))
         drawn_paper = False
         for ax, arch in zip(axes[0], archs, strict=True):
             values = [rows.loc[rows["arch"] == arch, "value"].to_numpy()]
@@ -184,7 +184,7 @@ def block_gap_figure(blocks: pd.DataFrame, paper: pd.DataFrame | None = None) ->
     positions = _box_positions(len(progress), len(colors))
     width = 0.8 / len(colors) * 0.85
     with sns.axes_style(THEME["style"]), sns.plotting_context(THEME["context"]):
-        fig, axes = _panels(1, len(archs), (5.2, 3.8))
+        fig, axes = panels(1, len(archs), (5.2, 3.8))
         drawn_paper = False
         for ax, arch in zip(axes[0], archs, strict=True):
             for column, (optimizer, color) in enumerate(colors.items()):
@@ -255,7 +255,7 @@ def accuracy_figure(
     columns = min(3, len(metrics))
     n_rows = -(-len(metrics) // columns)
     with sns.axes_style(THEME["style"]), sns.plotting_context(THEME["context"]):
-        fig, axes = _panels(n_rows, columns, (4.0, 3.4))
+        fig, axes = panels(n_rows, columns, (4.0, 3.4))
         for ax in axes.flat[len(metrics) :]:
             ax.set_visible(False)
         for ax, metric in zip(axes.flat, metrics, strict=False):
@@ -314,7 +314,7 @@ def correlation_figure(table: pd.DataFrame) -> Figure:
     offsets = (np.arange(len(scopes)) - (len(scopes) - 1) / 2) * 0.8 / len(scopes)
     level = round(100 * float(table["confidence"].iloc[0]))
     with sns.axes_style(THEME["style"]), sns.plotting_context(THEME["context"]):
-        fig, axes = _panels(1, len(targets), (4.6, 0.35 * len(metrics) + 1.6))
+        fig, axes = panels(1, len(targets), (4.6, 0.35 * len(metrics) + 1.6))
         for ax, target in zip(axes[0], targets, strict=True):
             for offset, scope in zip(offsets, scopes, strict=True):
                 rows = table[(table["target"] == target) & (table["scope"] == scope)]
