@@ -1,8 +1,5 @@
-# Figures, the correlation study and the provenance table (entries of NOTEBOOKS), and the
-# report's captions and categories for every table and figure (`snakemake --report`).
-
-
-report: "../report/workflow.rst"
+# Figures, the correlation study and the provenance table (entries of NOTEBOOKS), with their
+# captions and categories in the report (`snakemake --report`).
 
 
 SUMMARY = "results/summary/paper"
@@ -102,20 +99,3 @@ NOTEBOOKS["provenance"] = {
         "outputs": ["csv", "markdown"],
     },
 }
-
-# The paper's tables (tables.smk) in the report, unless their entries say otherwise.
-PAPER_REPORT = {
-    "paper_table": {
-        "category": "paper",
-        "caption": "workflow/report/paper_table.rst",
-        "outputs": ["csv"],
-    },
-    "paper_comparison": {
-        "category": "paper",
-        "caption": "workflow/report/paper_comparison.rst",
-        "outputs": ["comparison", "claims"],
-    },
-}
-for _entry in NOTEBOOKS.values():
-    if _entry["notebook"] in PAPER_REPORT:
-        _entry.setdefault("report", PAPER_REPORT[_entry["notebook"]])

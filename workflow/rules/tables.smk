@@ -18,6 +18,11 @@ NOTEBOOKS.update(
                 "markdown": f"results/tables/table{number}.md",
             },
             "parameters": {"table": number, "metric": metric, "digits": digits},
+            "report": {
+                "category": "paper",
+                "caption": "workflow/report/paper_table.rst",
+                "outputs": ["csv"],
+            },
         }
         for number, (metric, summary, digits) in PAPER_TABLES.items()
     }
@@ -31,4 +36,9 @@ NOTEBOOKS["paper_comparison"] = {
         "markdown": "results/tables/paper_claims.md",
     },
     "parameters": {},
+    "report": {
+        "category": "paper",
+        "caption": "workflow/report/paper_comparison.rst",
+        "outputs": ["comparison", "claims"],
+    },
 }
