@@ -13,7 +13,9 @@ def test_paper_config_is_valid_and_gets_defaults(paper_config):
     assert config["training"]["schedule"] == "cosine"
     assert config["training"]["checkpoints"] == [0.0, 0.01, 0.25, 0.5, 0.75, 1.0]
     assert config["archs"]["resnet18"]["augment"] == {"crop_padding": 4, "flip": True}
-    assert config["archs"]["vit"]["options"] == {}
+    # The registries' defaults are filled too: equivalent configurations give equal specs.
+    assert config["archs"]["vit"]["options"]["dim"] == 512
+    assert config["optimizers"]["adam"]["hparams"]["betas"] == (0.9, 0.999)
     assert "augment" not in paper_config["archs"]["resnet18"], "the caller's dict is not modified"
 
 
@@ -68,16 +70,23 @@ def test_runs_and_specs_of_the_paper(paper_config):
     assert len(runs) == 4
     assert Run("cifar10", "vit", "sgd", 0) in runs
     vit_sgd = run_spec(config, Run("cifar10", "vit", "sgd", 0))
-    assert vit_sgd["hparams"] == {"lr": 0.03, "momentum": 0.9, "weight_decay": 5.0e-4}
+    assert vit_sgd["hparams"] == {
+        "lr": 0.03,
+        "momentum": 0.9,
+        "weight_decay": 5.0e-4,
+        "nesterov": False,
+        "dampening": 0.0,
+        "foreach": None,
+    }
     assert vit_sgd["training"]["batch_size"] == 512
     resnet_adam = run_spec(config, Run("cifar10", "resnet18", "adam", 0))
-    assert resnet_adam["hparams"] == {"lr": 1.0e-3}
+    assert resnet_adam["hparams"]["lr"] == 1.0e-3
     assert resnet_adam["model"] == {
         "name": "resnet18",
         "num_classes": 10,
         "in_channels": 3,
         "image_size": 32,
-        "options": {},
+        "options": {"width": 64, "blocks": [2, 2, 2, 2]},
     }
 
 
@@ -85,5 +94,5 @@ def test_smoke_profile_is_valid(smoke_config):
     config = validate_config(smoke_config, SCHEMA)
     spec = run_spec(config, Run("digits", "vit", "adam", 1))
     assert spec["model"]["in_channels"] == 1 and spec["model"]["image_size"] == 8
-    assert spec["hparams"] == {"lr": 3.0e-3}
+    assert spec["hparams"]["lr"] == 3.0e-3
     assert len(experiment_runs(config, "paper")) == 8

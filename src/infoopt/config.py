@@ -1,8 +1,10 @@
 """The experiment configuration: validation against the schema, and the runs it defines.
 
 Snakemake (``workflow/rules/common.smk``) and the tests both go through
-:func:`validate_config`, so a wrong key stops the workflow before any job starts,
-with a message that names the key.
+:func:`validate_config`, so a wrong key or value stops the workflow before any job starts,
+with a one-line message that names the key and what it allows. Validation also fills every
+default, the schema's and the registries' (each optimizer's hyper-parameters, each model's
+options), so that two configurations meaning the same run give the same spec.
 """
 
 from __future__ import annotations
@@ -50,6 +52,9 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     if error is not None:
         raise ConfigError(f"config key {_key_path(error)}: {error.message}")
     _check_references(config)
+    _check_checkpoints(config["training"]["checkpoints"])
+    _resolve_model_options(config)
+    _resolve_hparams(config)
     # Imported here: infoopt.sweep builds on this module.
     from infoopt.sweep import check_sweeps
 
@@ -83,6 +88,63 @@ def _check_references(config: dict) -> None:
         require(opt["algorithm"], OPTIMIZERS, f"optimizers.{name}.algorithm")
         for arch in opt["arch_hparams"]:
             require(arch, config["archs"], f"optimizers.{name}.arch_hparams")
+
+
+def _check_checkpoints(checkpoints: list[float]) -> None:
+    from infoopt.checkpoint import progress_label
+
+    where = "config key training.checkpoints"
+    if checkpoints != sorted(checkpoints):
+        raise ConfigError(f"{where}: must be in increasing order, got {checkpoints}")
+    if 1.0 not in checkpoints:
+        raise ConfigError(f"{where}: must contain 1.0, the end of training, got {checkpoints}")
+    labels = [progress_label(p) for p in checkpoints]
+    if len(set(labels)) != len(labels):
+        raise ConfigError(
+            f"{where}: {checkpoints} name the same file at two decimals ({labels}); "
+            "checkpoints must differ by at least 0.01"
+        )
+
+
+def _resolve_model_options(config: dict) -> None:
+    """Check each architecture's options on every dataset it is run on; fill their defaults."""
+    from infoopt.data import DATASETS
+    from infoopt.models import ModelOptionError, resolve_model_options
+
+    datasets: dict[str, set[str]] = {name: set() for name in config["archs"]}
+    for exp in config["experiments"].values():
+        for arch in exp["archs"]:
+            datasets[arch].add(exp["dataset"])
+    for name, arch in config["archs"].items():
+        shapes = [None] + [DATASETS[dataset].model_shape for dataset in sorted(datasets[name])]
+        for shape in shapes:
+            try:
+                resolved = resolve_model_options(arch["model"], arch["options"], shape)
+            except ModelOptionError as error:
+                key = f"archs.{name}.options" + (f".{error.name}" if error.name else "")
+                raise ConfigError(f"config key {key}: {error}") from None
+        arch["options"] = resolved
+
+
+def _resolve_hparams(config: dict) -> None:
+    """Check each optimizer's hyper-parameters on every architecture; fill their defaults."""
+    from infoopt.optim import OPTIMIZERS, HyperParameterError
+
+    for name, opt in config["optimizers"].items():
+        factory = OPTIMIZERS[opt["algorithm"]]
+        for arch in config["archs"]:
+            override = opt["arch_hparams"].get(arch, {})
+            hparams = {**opt["hparams"], **override}
+            try:
+                factory.resolve(hparams)
+            except HyperParameterError as error:
+                section = f"arch_hparams.{arch}" if error.name in override else "hparams"
+                key = f"optimizers.{name}.{section}"
+                if error.name in hparams:
+                    key += f".{error.name}"
+                on = f" (with arch_hparams.{arch})" if override and section == "hparams" else ""
+                raise ConfigError(f"config key {key}: {error}{on}") from None
+        opt["hparams"] = {**factory.defaults, **opt["hparams"]}
 
 
 @dataclass(frozen=True)
@@ -122,12 +184,9 @@ def model_spec(config: dict, dataset: str, arch: str) -> dict[str, Any]:
     """Keyword arguments of ``infoopt.models.build_model`` for ``arch`` on ``dataset``."""
     from infoopt.data import DATASETS
 
-    data = DATASETS[dataset]
     return {
         "name": config["archs"][arch]["model"],
-        "num_classes": data.num_classes,
-        "in_channels": data.in_channels,
-        "image_size": data.image_size,
+        **DATASETS[dataset].model_shape,
         "options": copy.deepcopy(config["archs"][arch]["options"]),
     }
 

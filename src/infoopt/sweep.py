@@ -65,10 +65,7 @@ def selection_path(dataset: str, arch: str, optimizer: str) -> str:
 
 def configured_lr(config: dict, dataset: str, arch: str, optimizer: str) -> float:
     """The lr the config gives ``optimizer`` on ``arch`` (its registry default if none)."""
-    from infoopt.optim import OPTIMIZERS
-
-    spec = run_spec(config, Run(dataset, arch, optimizer, 0))
-    lr = spec["hparams"].get("lr", OPTIMIZERS[spec["algorithm"]].defaults.get("lr"))
+    lr = run_spec(config, Run(dataset, arch, optimizer, 0))["hparams"].get("lr")
     if lr is None:
         raise ConfigError(
             f"config key optimizers.{optimizer}.hparams: a swept optimizer needs an lr to scale"

@@ -30,7 +30,7 @@ rule sweep:
         runtime=train_minutes,
         mem_mb=lambda wc, attempt: 8000 * attempt,
     params:
-        spec=lambda wc: json.dumps(
+        spec=lambda wc: canonical_json(
             sweep_spec(
                 config,
                 SweepRun(wc.dataset, wc.arch, wc.optimizer, wc.lr, int(wc.seed)),

@@ -12,7 +12,9 @@ rule init:
     conda:
         "../../envs/train.yaml"
     params:
-        spec=lambda wc: json.dumps(init_spec(config, wc.dataset, wc.arch, int(wc.seed))),
+        spec=lambda wc: canonical_json(
+            init_spec(config, wc.dataset, wc.arch, int(wc.seed))
+        ),
     shell:
         "python -m infoopt init --spec {params.spec:q} --out {output} > {log} 2>&1"
 
@@ -41,7 +43,7 @@ rule train:
         runtime=train_minutes,
         mem_mb=lambda wc, attempt: 8000 * attempt,
     params:
-        spec=lambda wc: json.dumps(run_spec(config, run_of(wc))),
+        spec=lambda wc: canonical_json(run_spec(config, run_of(wc))),
         out_dir=RUN_DIR,
         hparams_from=lambda wc, input: (
             f"--hparams-from {input.hparams}" if input.hparams else ""

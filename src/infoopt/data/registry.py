@@ -31,6 +31,15 @@ class DatasetSpec:
     convert: Callable[[Path | None], ImageArrays]
 
     @property
+    def model_shape(self) -> dict[str, int]:
+        """The keyword arguments a model factory takes from its dataset."""
+        return {
+            "num_classes": self.num_classes,
+            "in_channels": self.in_channels,
+            "image_size": self.image_size,
+        }
+
+    @property
     def bundled(self) -> bool:
         return self.url is None
 

@@ -5,11 +5,17 @@
 
 from infoopt.optim.base import LionFamily
 from infoopt.optim.lion import Lion, LionTanh
-from infoopt.optim.registry import OPTIMIZERS, OptimizerFactory, build_optimizer
+from infoopt.optim.registry import (
+    OPTIMIZERS,
+    HyperParameterError,
+    OptimizerFactory,
+    build_optimizer,
+)
 from infoopt.optim.snr import LionBayes, LionSoft
 
 __all__ = [
     "OPTIMIZERS",
+    "HyperParameterError",
     "Lion",
     "LionBayes",
     "LionFamily",

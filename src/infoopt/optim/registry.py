@@ -1,10 +1,12 @@
 """Optimizer registry: name -> factory taking JSON hyper-parameters.
 
-A factory checks the names and types of the hyper-parameters (so a config typo names itself),
-fills the defaults and passes every value explicitly, so ``optimizer.param_groups`` records the
-complete setting. Value ranges are checked by the optimizer classes (ours and torch's alike
-raise ``ValueError``). ``foreach`` (True, False or None) is accepted by every entry: it chooses an
-implementation, not a hyper-parameter.
+A factory resolves hyper-parameters before anything is built (:meth:`OptimizerFactory.resolve`):
+their names come from the algorithm's signature, their types from its defaults, their ranges from
+``RANGES`` and, for constraints between them (e.g. SGD's Nesterov momentum), from constructing the
+algorithm on a dummy parameter. Every default is filled in, so ``optimizer.param_groups`` and a
+run's spec record the complete setting, and the configuration check of the workflow raises the
+same errors before any job exists. ``foreach`` (True, False or None) is accepted by every entry:
+it chooses an implementation, not a hyper-parameter.
 """
 
 from __future__ import annotations
@@ -22,20 +24,54 @@ from infoopt.optim.lion import Lion, LionTanh
 from infoopt.optim.snr import LionBayes, LionSoft
 
 
+class HyperParameterError(ValueError):
+    """A hyper-parameter an optimizer cannot take; ``name`` is it (None: a combination)."""
+
+    def __init__(self, name: str | None, message: str) -> None:
+        super().__init__(message)
+        self.name = name
+
+
+# Allowed values of the hyper-parameters every algorithm names alike: (test, description).
+RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "lr": (lambda v: v > 0, "> 0"),
+    "momentum": (lambda v: v >= 0, ">= 0"),
+    "dampening": (lambda v: 0 <= v <= 1, "in [0, 1]"),
+    "weight_decay": (lambda v: v >= 0, ">= 0"),
+    "eps": (lambda v: v > 0, "> 0"),
+    "kappa": (lambda v: v > 0, "> 0"),
+    "beta3": (lambda v: 0 <= v < 1, "in [0, 1)"),
+}
+
+
 def _check_value(optimizer: str, name: str, value: object, default: object) -> object:
-    """``value`` normalised to the type of ``default``, else a ValueError naming ``name``."""
+    """``value`` normalised to the type of ``default``, else a HyperParameterError."""
+
+    def fail(expected: str) -> HyperParameterError:
+        hint = ""
+        if isinstance(value, str):
+            # YAML 1.1 reads 1e-3 (no dot) as text.
+            hint = " (a string: write numbers like 1.0e-3, with a dot, in YAML)"
+        message = f"{optimizer}: {name} must be {expected}, got {value!r}{hint}"
+        return HyperParameterError(name, message)
+
     if name == "betas":
-        return check_betas(value)
+        try:
+            return check_betas(value)
+        except ValueError as error:
+            raise HyperParameterError(name, f"{optimizer}: {error}") from None
     if name == "foreach":
         if value is not None and not isinstance(value, bool):
-            raise ValueError(f"{optimizer}: foreach must be true, false or null, got {value!r}")
+            raise fail("true, false or null")
         return value
     if isinstance(default, bool):
         if not isinstance(value, bool):
-            raise ValueError(f"{optimizer}: {name} must be true or false, got {value!r}")
+            raise fail("true or false")
         return value
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise ValueError(f"{optimizer}: {name} must be a finite number, got {value!r}")
+        raise fail("a finite number")
+    if name in RANGES and not RANGES[name][0](value):
+        raise fail(f"a number {RANGES[name][1]}")
     return float(value)
 
 
@@ -57,26 +93,37 @@ class OptimizerFactory:
         """Every valid hyper-parameter name."""
         return (*self.required, *self.defaults)
 
-    def __call__(
-        self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]], **hparams: Any
-    ) -> torch.optim.Optimizer:
+    def resolve(self, hparams: Mapping[str, Any]) -> dict[str, Any]:
+        """Every hyper-parameter, checked and with its default filled in; a
+        HyperParameterError names the first one that is unknown, missing or out of range."""
         unknown = sorted(set(hparams) - set(self.hparams))
         if unknown:
-            raise ValueError(
+            raise HyperParameterError(
+                unknown[0],
                 f"unknown hyper-parameter(s) {', '.join(map(repr, unknown))} for optimizer "
-                f"{self.name!r}; valid: {', '.join(self.hparams)}"
+                f"{self.name!r}; valid: {', '.join(self.hparams)}",
             )
         missing = [name for name in self.required if name not in hparams]
         if missing:
-            raise ValueError(
-                f"optimizer {self.name!r} requires hyper-parameter(s) {', '.join(missing)}"
+            raise HyperParameterError(
+                missing[0],
+                f"optimizer {self.name!r} requires hyper-parameter(s) {', '.join(missing)}",
             )
         values = {**self.defaults, **hparams}
-        checked = {
+        resolved = {
             name: _check_value(self.name, name, value, self.defaults.get(name, 0.0))
             for name, value in values.items()
         }
-        return self.cls(params, **checked)
+        try:
+            self.cls([torch.zeros(1, requires_grad=True)], **resolved)
+        except ValueError as error:
+            raise HyperParameterError(None, f"{self.name}: {error}") from None
+        return resolved
+
+    def __call__(
+        self, params: Iterable[torch.Tensor] | Iterable[dict[str, Any]], **hparams: Any
+    ) -> torch.optim.Optimizer:
+        return self.cls(params, **self.resolve(hparams))
 
 
 def _signature_defaults(cls: type[torch.optim.Optimizer]) -> dict[str, Any]:

@@ -1,0 +1,135 @@
+"""Every bad value is rejected by `snakemake -n`, before any job exists, in one line that names
+the config key, and a finished workflow's results are left exactly as they were."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import SMOKE, snakemake
+
+pytestmark = pytest.mark.workflow
+
+EXPERIMENT = "workflow/profiles/smoke/experiment.yaml"
+
+
+def _adam(**hparams):
+    return {"optimizers": {"adam": {"algorithm": "adam", "hparams": hparams}}}
+
+
+def _sgd(**hparams):
+    return {"optimizers": {"sgd": {"algorithm": "sgd", "hparams": {"lr": 0.1, **hparams}}}}
+
+
+def _vit(**options):
+    return {"archs": {"vit": {"model": "vit", "options": options}}}
+
+
+BAD = {
+    "negative-lr": (_adam(lr=-1.0e-3), "optimizers.adam.hparams.lr: adam: lr must be a number > 0"),
+    "zero-lr": (_adam(lr=0.0), "optimizers.adam.hparams.lr: adam: lr must be a number > 0"),
+    "string-lr": (_adam(lr="1e-3"), "optimizers.adam.hparams.lr: adam: lr must be a finite"),
+    "negative-momentum": (_sgd(momentum=-0.9), "optimizers.sgd.hparams.momentum: sgd: momentum"),
+    "beta-one": (_adam(betas=[1.0, 0.9]), "optimizers.adam.hparams.betas: adam: betas[0]"),
+    "zero-eps": (_adam(eps=0.0), "optimizers.adam.hparams.eps: adam: eps must be a number > 0"),
+    "negative-wd": (_sgd(weight_decay=-1.0), "optimizers.sgd.hparams.weight_decay: sgd"),
+    "zero-kappa": (
+        {"optimizers": {"lion_tanh_k1": {"algorithm": "lion_tanh", "hparams": {"kappa": 0.0}}}},
+        "optimizers.lion_tanh_k1.hparams.kappa: lion_tanh: kappa must be a number > 0",
+    ),
+    "beta3-one": (
+        {"optimizers": {"lion_bayes": {"algorithm": "lion_bayes", "hparams": {"beta3": 1.0}}}},
+        "optimizers.lion_bayes.hparams.beta3: lion_bayes: beta3 must be a number in [0, 1)",
+    ),
+    "unknown-hparam": (
+        _sgd(momentun=0.9),
+        "optimizers.sgd.hparams.momentun: unknown hyper-parameter(s) 'momentun' for optimizer "
+        "'sgd'; valid: lr, momentum",
+    ),
+    "arch-override": (
+        {"optimizers": {"sgd": {"algorithm": "sgd", "arch_hparams": {"vit": {"lr": -0.3}}}}},
+        "optimizers.sgd.arch_hparams.vit.lr: sgd: lr must be a number > 0",
+    ),
+    "nesterov-without-momentum": (
+        _sgd(nesterov=True),
+        "optimizers.sgd.hparams: sgd: Nesterov momentum requires a momentum",
+    ),
+    "option-type": (_vit(dim="wide"), "archs.vit.options.dim: model 'vit': option dim must be int"),
+    "option-combination": (
+        _vit(patch_size=3),
+        "archs.vit.options: model 'vit' on {'num_classes': 10, 'in_channels': 1, "
+        "'image_size': 8}: image_size 8 is not divisible by patch_size 3",
+    ),
+    "unknown-option": (
+        {"archs": {"resnet18": {"model": "resnet18", "options": {"depth": 3}}}},
+        "archs.resnet18.options.depth: unknown option(s) 'depth' for model 'resnet18'",
+    ),
+    "no-final-checkpoint": (
+        {"training": {"checkpoints": [0.0, 0.5]}},
+        "training.checkpoints: must contain 1.0",
+    ),
+    "unsorted-checkpoints": (
+        {"training": {"checkpoints": [1.0, 0.5]}},
+        "training.checkpoints: must be in increasing order",
+    ),
+    "same-checkpoint-file": (
+        {"training": {"checkpoints": [0.0, 0.001, 1.0]}},
+        "training.checkpoints: [0.0, 0.001, 1.0] name the same file",
+    ),
+    "checkpoint-past-end": (
+        {"training": {"checkpoints": [0.0, 1.5]}},
+        "training.checkpoints.1: 1.5 is greater than the maximum of 1",
+    ),
+    "unknown-dataset": (
+        {"experiments": {"paper": {"dataset": "mnist"}}},
+        "experiments.paper.dataset: unknown 'mnist'; known: cifar10, cifar100, digits",
+    ),
+    "unknown-optimizer": (
+        {"experiments": {"paper": {"optimizers": ["sgd", "adamx"]}}},
+        "experiments.paper.optimizers: unknown 'adamx'",
+    ),
+    "string-epochs": (
+        {"archs": {"vit": {"model": "vit", "epochs": "200"}}},
+        "archs.vit.epochs: '200' is not of type 'integer'",
+    ),
+    "zero-k": ({"hessian": {"max_k": 0}}, "hessian.max_k: 0 is less than the minimum of 1"),
+    "coinciding-sweep": (
+        {"experiments": {"lion_ablation": {"lr_sweep": {"multipliers": [1.0, 1.0000001]}}}},
+        "experiments.lion_ablation.lr_sweep.multipliers: candidate lrs of adamw on resnet18 "
+        "coincide",
+    ),
+    "precision": (
+        {"training": {"precision": "fp16"}},
+        "training.precision: 'fp16' is not one of ['auto', 'fp32', 'bf16']",
+    ),
+    "misspelt-section": ({"trainig": {}}, "<top level>: Additional properties are not allowed"),
+    "md5": ({"datasets": {"cifar10": {"md5": "xyz"}}}, "datasets.cifar10.md5: 'xyz' does not"),
+}
+
+
+def results_state(workdir: Path) -> dict[str, tuple[int, int, int]]:
+    return {
+        str(p.relative_to(workdir)): (p.stat().st_size, p.stat().st_mtime_ns, p.stat().st_ino)
+        for p in sorted((workdir / "results").rglob("*"))
+    }
+
+
+@pytest.fixture(scope="module")
+def untouched(smoke):
+    return results_state(smoke)
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bad_value_stops_the_dry_run_in_one_line(name, smoke, untouched, tmp_path):
+    overrides, message = BAD[name]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(overrides))
+    result = snakemake(smoke, *SMOKE, "--dry-run", "--configfile", EXPERIMENT, bad, check=False)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if "invalid configuration" in line]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"invalid configuration: config key {message}"), lines[0]
+    assert "Traceback" not in result.stderr
+    assert results_state(smoke) == untouched
