@@ -71,16 +71,19 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike) -> None:
             )
 
 
-def publish(source: str | os.PathLike, target: str | os.PathLike) -> None:
+def publish(source: str | os.PathLike, target: str | os.PathLike, link: bool = True) -> None:
     """Atomically place a copy of ``source`` at ``target``, keeping ``source``.
 
-    A hard link where the file system allows it (no copy of the bytes), else a copy.
-    ``source`` stays, so a job killed between two publishes loses nothing.
+    A hard link where the file system allows it and ``link`` is set (no copy of the bytes),
+    else a copy with the permissions of a new file. ``source`` stays, so a job killed between
+    two publishes loses nothing.
     """
-    target = Path(target)
     with atomic_path(target) as tmp:
-        tmp.unlink()
-        try:
-            os.link(source, tmp)
-        except OSError:
-            shutil.copy2(source, tmp)
+        if link:
+            tmp.unlink()
+            try:
+                os.link(source, tmp)
+            except OSError:
+                shutil.copyfile(source, tmp)
+        else:
+            shutil.copyfile(source, tmp)

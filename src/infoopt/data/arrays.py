@@ -2,14 +2,18 @@
 
 An uncompressed ``.npz`` (loads with ``np.load`` at disk speed, no pickle) holding
 ``x_train``/``x_test`` uint8 (N, C, H, W), ``y_train``/``y_test`` int64 (N,), the
-per-channel ``mean``/``std`` (float32) of the training images scaled to [0, 1], and
-``num_classes`` (int64 scalar).
+per-channel ``mean``/``std`` (float32) of the training images scaled to [0, 1],
+``num_classes`` (int64 scalar) and ``digest``, the content digest of all the others
+(:func:`infoopt.digest.value_digest`). Reading verifies it, so a damaged or edited file is
+named before any result is computed from it, and results are keyed by it (:mod:`infoopt.store`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,8 +21,11 @@ import numpy as np
 
 from infoopt.atomic import atomic_path
 from infoopt.data.errors import DataError
+from infoopt.digest import value_digest
 
-KEYS = ("x_train", "y_train", "x_test", "y_test", "mean", "std", "num_classes")
+CONTENT = ("x_train", "y_train", "x_test", "y_test", "mean", "std", "num_classes")
+KEYS = (*CONTENT, "digest")
+_REDO = "delete it and run `infoopt prepare` (or the workflow) to write it again"
 
 
 @dataclass(frozen=True)
@@ -68,25 +75,29 @@ def write_arrays(path: str | os.PathLike, arrays: ImageArrays, num_classes: int)
         if len(y) and (y.min() < 0 or y.max() >= num_classes):
             raise DataError(f"y_{split} has labels outside 0..{num_classes - 1}")
     mean, std = channel_stats(arrays.x_train)
+    content = {
+        "x_train": np.ascontiguousarray(arrays.x_train),
+        "y_train": arrays.y_train,
+        "x_test": np.ascontiguousarray(arrays.x_test),
+        "y_test": arrays.y_test,
+        "mean": mean,
+        "std": std,
+        "num_classes": np.int64(num_classes),
+    }
     with atomic_path(path) as tmp, open(tmp, "wb") as handle:
         # A file handle, not a name: np.savez would append ".npz" to the temporary name.
-        np.savez(
-            handle,
-            x_train=np.ascontiguousarray(arrays.x_train),
-            y_train=arrays.y_train,
-            x_test=np.ascontiguousarray(arrays.x_test),
-            y_test=arrays.y_test,
-            mean=mean,
-            std=std,
-            num_classes=np.int64(num_classes),
-        )
+        np.savez(handle, **content, digest=np.str_(value_digest(content)))
 
 
-def _open(path: Path) -> np.lib.npyio.NpzFile:
-    npz = np.load(path, allow_pickle=False)
-    if not isinstance(npz, np.lib.npyio.NpzFile):
-        raise ValueError("a single array, not an .npz archive")
-    return npz
+@contextlib.contextmanager
+def _open(path: Path) -> Iterator[np.lib.npyio.NpzFile]:
+    # Our own handle: np.load leaves its file open when a damaged archive fails to parse.
+    with open(path, "rb") as handle:
+        npz = np.load(handle, allow_pickle=False)
+        if not isinstance(npz, np.lib.npyio.NpzFile):
+            raise ValueError("a single array, not an .npz archive")
+        with npz:
+            yield npz
 
 
 def read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -96,18 +107,27 @@ def read_arrays(path: str | os.PathLike) -> dict[str, np.ndarray]:
         with _open(path) as npz:
             missing = [key for key in KEYS if key not in npz.files]
             if missing:
-                raise DataError(f"array file {path} lacks {missing}; prepare it again")
+                raise DataError(f"array file {path} lacks {missing}; {_REDO}")
             data = {key: npz[key] for key in KEYS}
     except FileNotFoundError as error:
         raise DataError(f"array file {path} does not exist; run `infoopt prepare`") from error
-    except (zipfile.BadZipFile, OSError, ValueError) as error:
-        raise DataError(f"array file {path} is unreadable: {error}") from error
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
+        raise DataError(f"array file {path} is corrupt ({error}); {_REDO}") from error
+    if str(data["digest"]) != value_digest({key: data[key] for key in CONTENT}):
+        raise DataError(
+            f"array file {path} is corrupt (content does not match its digest); {_REDO}"
+        )
     ImageArrays(data["x_train"], data["y_train"], data["x_test"], data["y_test"])
     channels = data["x_train"].shape[1]
     for key in ("mean", "std"):
         if data[key].dtype != np.float32 or data[key].shape != (channels,):
             raise DataError(f"array file {path}: {key} must be float32 ({channels},)")
     return data
+
+
+def array_digest(path: str | os.PathLike) -> str:
+    """The verified content digest of an array file (a DataError names a damaged one)."""
+    return str(read_arrays(path)["digest"])
 
 
 def is_array_file(path: str | os.PathLike) -> bool:
