@@ -21,6 +21,12 @@ def restore_torch_threads():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True)
+def private_store(tmp_path, monkeypatch):
+    """Commands run in-process file their results in a store of the test's own."""
+    monkeypatch.setenv("INFOOPT_STORE", str(tmp_path / "store"))
+
+
 @pytest.fixture(scope="session")
 def digits_npz(tmp_path_factory) -> Path:
     from infoopt.data import prepare
@@ -66,7 +72,10 @@ def snakemake_env() -> dict[str, str]:
     import os
     import sys
 
-    return os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = os.environ | {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    # A workflow's jobs use its own store, results/store.
+    env.pop("INFOOPT_STORE", None)
+    return env
 
 
 def snakemake(cwd: Path, *args: str, timeout: float = 900, check: bool = True):
@@ -89,17 +98,34 @@ def snakemake(cwd: Path, *args: str, timeout: float = 900, check: bool = True):
     return result
 
 
-def resumable_step(run_dir: Path) -> int:
-    """The step a killed run in ``run_dir`` would resume at (0 before its state exists or once
-    the run has ended and removed it)."""
+def resumable_step(root: Path) -> int:
+    """The step a killed run would resume at, from the first resume state under ``root`` (a
+    run's folder, or a result store); 0 before its state exists or once the run has ended and
+    removed it."""
     import torch
 
-    try:
-        return torch.load(run_dir / ".partial" / "resume.pt", weights_only=False)["progress"][
-            "step"
-        ]
-    except FileNotFoundError:
-        return 0
+    for state in root.glob("**/resume.pt"):
+        try:
+            return torch.load(state, weights_only=False)["progress"]["step"]
+        except FileNotFoundError:
+            return 0
+    return 0
 
 
 SMOKE = ("--cores", "2", "--workflow-profile", "workflow/profiles/smoke")
+
+
+@pytest.fixture(scope="session")
+def smoke(tmp_path_factory) -> Path:
+    """The smoke workflow, run once to the end; tests that change it work on a copy."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
+    snakemake(workdir, *SMOKE)
+    return workdir
+
+
+@pytest.fixture
+def smoke_copy(smoke, tmp_path) -> Path:
+    """A copy of the finished smoke workflow (files, times and Snakemake's records)."""
+    import shutil
+
+    return Path(shutil.copytree(smoke, tmp_path / "smoke", symlinks=True))

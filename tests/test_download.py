@@ -7,7 +7,6 @@ built here from images whose (N, C, H, W) layout the test fixes independently.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import hashlib
 import http.server
@@ -22,7 +21,7 @@ import numpy as np
 import pytest
 import torch
 
-from infoopt.commands import prepare as prepare_command
+from infoopt.cli import main
 from infoopt.data import DATASETS, DataError, download, get_spec, load_prepared, prepare
 
 SIDE = 32
@@ -331,9 +330,7 @@ def test_registry_defaults_and_bad_input(tmp_path):
 
 
 def _run_command(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser()
-    prepare_command.configure(parser)
-    return prepare_command.run(parser.parse_args(argv))
+    return main(["prepare", *argv])
 
 
 def test_prepare_command(server, tmp_path, cifar10_archive, capsys):
@@ -350,4 +347,5 @@ def test_prepare_command(server, tmp_path, cifar10_archive, capsys):
     out.unlink()
     (tmp_path / "raw" / "cifar-10-python.tar.gz").unlink()
     assert _run_command([*argv, "--md5", "f" * 32]) == 1
-    assert "checksum mismatch" in capsys.readouterr().err
+    error = capsys.readouterr().err.splitlines()[-1]  # after the download's progress bar
+    assert error.startswith("infoopt prepare: error: ") and "checksum mismatch" in error

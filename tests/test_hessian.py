@@ -430,13 +430,44 @@ def test_command_marks_a_diverged_checkpoint(tmp_path, digits_npz):
     assert table[["trace", "gap", "lambda_max", "gap_mean", "sharpness"]].isna().all().all()
 
 
-def test_command_names_an_unreadable_checkpoint(tmp_path, digits_npz):
+def test_command_names_a_corrupt_checkpoint_in_one_line(tmp_path, digits_npz, capsys):
+    write_checkpoint(tmp_path / "ckpt.pt")
     broken = tmp_path / "broken.pt"
-    broken.write_bytes(b"not a checkpoint")
+    broken.write_bytes((tmp_path / "ckpt.pt").read_bytes()[:4000])
     out = tmp_path / "out.parquet"
-    with pytest.raises(CheckpointError, match="broken.pt"):
-        main(["hessian", str(broken), "--data", str(digits_npz), "--out", str(out)])
+    assert main(["hessian", str(broken), "--data", str(digits_npz), "--out", str(out)]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "weights_only" not in error
+    assert error.startswith(f"infoopt hessian: error: checkpoint {broken} is corrupt (")
+    assert error.rstrip().endswith("delete it and rerun the step that wrote it")
     assert not out.exists()
+    with pytest.raises(CheckpointError, match="broken.pt"):
+        main(["--debug", "hessian", str(broken), "--data", str(digits_npz), "--out", str(out)])
+
+
+def test_command_names_a_checkpoint_whose_content_changed(tmp_path, digits_npz, capsys):
+    write_checkpoint(tmp_path / "ckpt.pt")
+    checkpoint = torch.load(tmp_path / "ckpt.pt", weights_only=True)
+    name = next(iter(checkpoint["state_dict"]))
+    checkpoint["state_dict"][name].add_(1e-3)
+    torch.save(checkpoint, tmp_path / "ckpt.pt")
+    out = tmp_path / "out.parquet"
+    assert (
+        main(["hessian", str(tmp_path / "ckpt.pt"), "--data", str(digits_npz), "--out", str(out)])
+        == 1
+    )
+    assert "content does not match its digest" in capsys.readouterr().err
+
+
+def test_command_names_corrupt_data_in_one_line(tmp_path, digits_npz, capsys):
+    write_checkpoint(tmp_path / "ckpt.pt")
+    data = tmp_path / "digits.npz"
+    data.write_bytes(digits_npz.read_bytes()[:-100])
+    out = tmp_path / "out.parquet"
+    assert main(["hessian", str(tmp_path / "ckpt.pt"), "--data", str(data), "--out", str(out)]) == 1
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1
+    assert error.startswith(f"infoopt hessian: error: array file {data} is corrupt")
 
 
 def test_command_rejects_data_the_model_was_not_built_for(tmp_path, digits_npz):
@@ -448,7 +479,8 @@ def test_command_rejects_data_the_model_was_not_built_for(tmp_path, digits_npz):
         checkpoint | {"model": spec, "state_dict": model.state_dict()}, tmp_path / "ckpt.pt"
     )
     out = tmp_path / "out.parquet"
-    with pytest.raises(ValueError, match="does not match checkpoint"):
-        main(["hessian", str(tmp_path / "ckpt.pt"), "--data", str(digits_npz), "--out", str(out)])
-    with pytest.raises(ValueError, match="must be a .parquet or .csv"):
-        main(["hessian", str(tmp_path / "ckpt.pt"), "--data", str(digits_npz), "--out", "x.txt"])
+    args = ["--debug", "hessian", str(tmp_path / "ckpt.pt"), "--data", str(digits_npz)]
+    with pytest.raises(ValueError, match="the data do not match the checkpoint"):
+        main([*args, "--out", str(out)])
+    with pytest.raises(ValueError, match="must be a .parquet file"):
+        main([*args, "--out", "x.txt"])

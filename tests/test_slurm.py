@@ -268,7 +268,7 @@ def _running_train_job(workdir: Path) -> str | None:
 def _cancel_once_resumable(run: SlurmRun) -> str | None:
     """scancel the run's training job once it has a state to resume from; its job ID, or None."""
     while run.running() and time.monotonic() < run.deadline:
-        if resumable_step(run.workdir / RUN) > 0:
+        if resumable_step(run.workdir / "results/store") > 0:
             job = _running_train_job(run.workdir)
             if job is not None:
                 subprocess.run(["scancel", job], timeout=30, check=True)

@@ -140,6 +140,8 @@ def test_resume_after_sigkill_gives_the_uninterrupted_weights(smoke_config, digi
         "cpu",
         "--threads",
         "1",
+        "--store",
+        str(tmp_path / "store"),
     ]
     env = os.environ | {"PYTHONPATH": str(REPO / "src")}
     process = subprocess.Popen(
@@ -147,7 +149,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_weights(smoke_config, digi
     )
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline and process.poll() is None:
-        if resumable_step(out) > 0:
+        if resumable_step(tmp_path / "store") > 0:
             break
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)

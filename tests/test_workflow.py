@@ -22,14 +22,6 @@ pytestmark = pytest.mark.workflow
 RUN = "results/runs/digits/resnet18/sgd/seed0"
 
 
-@pytest.fixture(scope="module")
-def smoke(tmp_path_factory):
-    """The smoke workflow, run once to the end."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
-    snakemake(workdir, *SMOKE)
-    return workdir
-
-
 def test_smoke_run_writes_table1(smoke):
     table = pd.read_csv(smoke / "results/tables/table1.csv")
     assert list(table.columns) == [
@@ -64,6 +56,7 @@ def test_every_job_logged_and_benchmarked(smoke):
     benchmark = pd.read_csv(smoke / "logs/benchmarks/train/digits/vit/adam/seed1.tsv", sep="\t")
     assert benchmark["s"].iloc[0] > 0
     assert not list(smoke.glob("results/runs/**/.partial"))
+    assert not list(smoke.glob("results/store/*/*.partial")), "every job's state was filed"
 
 
 def test_rerun_has_nothing_to_do(smoke):
@@ -105,7 +98,7 @@ def test_killed_training_job_is_retried_and_resumes(smoke, tmp_path):
     killed = False
     deadline = time.monotonic() + 300
     while not killed and runner.poll() is None and time.monotonic() < deadline:
-        if resumable_step(workdir / RUN) > 0:
+        if resumable_step(workdir / "results/store") > 0:
             pid = _train_pid(workdir, RUN)
             if pid is not None:
                 os.kill(pid, signal.SIGKILL)

@@ -6,9 +6,10 @@ run resumes from is saved at epoch ends and at every checkpoint. So a run killed
 moment and restarted ends with the same weights as one that was never interrupted (on the
 same device and thread count: parallel reductions round differently at other counts).
 
-While running, everything lives in ``<out_dir>/.partial/``; the declared outputs
-(``ckpt/*.pt``, ``history.csv``, ``run.json``) are moved into place only when the run
-ends, because Snakemake deletes the outputs of a failed job before retrying it.
+While running, everything lives in a state folder (``<out_dir>/.partial/`` unless given; the
+``infoopt train`` command keeps it in the result store, :mod:`infoopt.store`, beside the run's
+key); the declared outputs (``ckpt/*.pt``, ``history.csv``, ``run.json``) are moved into place
+only when the run ends, because Snakemake deletes the outputs of a failed job before retrying it.
 """
 
 from __future__ import annotations
@@ -30,10 +31,12 @@ from tqdm import tqdm
 from infoopt.atomic import publish, save_torch, write_json, write_table
 from infoopt.checkpoint import load_checkpoint, progress_label, save_checkpoint
 from infoopt.data import TrainLoader, eval_batches, holdout_split, load_prepared
+from infoopt.data.arrays import array_digest
 from infoopt.models import build_model
 from infoopt.optim import build_optimizer
 from infoopt.provenance import provenance
 from infoopt.seeding import derive_seed
+from infoopt.store import result_key
 
 HISTORY_COLUMNS = [
     "epoch",
@@ -50,10 +53,7 @@ HISTORY_COLUMNS = [
 @dataclass(frozen=True)
 class RunPaths:
     out_dir: Path
-
-    @property
-    def partial(self) -> Path:
-        return self.out_dir / ".partial"
+    partial: Path
 
     @property
     def resume(self) -> Path:
@@ -148,9 +148,14 @@ class Trainer:
         data_path: str | Path,
         out_dir: str | Path,
         device: torch.device,
+        state_dir: str | Path | None = None,
     ) -> None:
         self.spec = spec
-        self.paths = RunPaths(Path(out_dir))
+        out_dir = Path(out_dir)
+        self.paths = RunPaths(out_dir, Path(state_dir) if state_dir else out_dir / ".partial")
+        # A given state folder belongs to the caller (the store removes it once the result is
+        # filed: a job killed in between resumes at its end instead of starting afresh).
+        self.owns_state = state_dir is None
         self.device = device
         self.training = training = spec["training"]
         self.amp_dtype, self.channels_last = resolve_execution(training, device)
@@ -199,7 +204,7 @@ class Trainer:
         if not self.paths.resume.exists():
             return
         resumed = torch.load(self.paths.resume, map_location=self.device, weights_only=False)
-        if resumed["spec"] != self.spec:
+        if result_spec(resumed["spec"]) != result_spec(self.spec):
             print(
                 f"{self.paths.resume} belongs to another configuration; starting afresh",
                 file=sys.stderr,
@@ -362,7 +367,43 @@ class Trainer:
             },
             self.paths.run_json,
         )
-        shutil.rmtree(self.paths.partial)
+        if self.owns_state:
+            shutil.rmtree(self.paths.partial)
+
+
+# Settings that change how a run is carried out, not its result: left out of its store key.
+NOT_RESULT = ("resume_every_epochs",)
+
+
+def result_spec(spec: dict[str, Any]) -> dict[str, Any]:
+    """``spec`` without the settings that do not change the result."""
+    training = {k: v for k, v in spec["training"].items() if k not in NOT_RESULT}
+    return spec | {"training": training}
+
+
+def run_key(
+    spec: dict[str, Any], init_path: str | Path, data_path: str | Path
+) -> tuple[str, dict[str, Any]]:
+    """The store key of the run ``spec`` from these inputs, and its description for the store
+    (a CheckpointError or DataError names an input that is damaged)."""
+    inputs = {
+        "init": load_checkpoint(init_path)["digest"],
+        "data": array_digest(data_path),
+    }
+    label = (
+        "/".join(str(spec[k]) for k in ("dataset", "arch", "optimizer")) + f"/seed{spec['seed']}"
+    )
+    if "holdout" in spec["training"]:
+        label += f" (sweep, lr {spec['hparams']['lr']:g})"
+    description = {
+        "label": label,
+        "spec": spec,
+        "inputs": {
+            "init": {"path": str(init_path), "digest": inputs["init"]},
+            "data": {"path": str(data_path), "digest": inputs["data"]},
+        },
+    }
+    return result_key("train", result_spec(spec), inputs), description
 
 
 def train_run(
@@ -371,9 +412,12 @@ def train_run(
     data_path: str | Path,
     out_dir: str | Path,
     device: torch.device,
+    state_dir: str | Path | None = None,
 ) -> str:
-    """Train the run described by ``spec`` (see ``infoopt.config.run_spec``); return its status."""
-    return Trainer(spec, init_path, data_path, out_dir, device).run()
+    """Train the run described by ``spec`` (see ``infoopt.config.run_spec``); return its status.
+
+    ``state_dir`` keeps what a killed run resumes from (default ``<out_dir>/.partial``)."""
+    return Trainer(spec, init_path, data_path, out_dir, device, state_dir).run()
 
 
 def _fresh_state(device: torch.device) -> dict[str, Any]:

@@ -1,10 +1,11 @@
 # Configuration checks and the helpers the rules share.
-import json
 import math
+import sys
 from pathlib import Path
 
 from snakemake.exceptions import WorkflowError
 
+from infoopt.canonical import canonical_json
 from infoopt.checkpoint import progress_label
 from infoopt.config import (
     ConfigError,
@@ -22,9 +23,13 @@ try:
         config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
     )
 except ConfigError as error:
-    raise WorkflowError(f"invalid configuration: {error}") from None
+    # One line that names the key, not a traceback: the configuration is the user's to fix.
+    sys.exit(f"invalid configuration: {error}")
 config.clear()
 config.update(_validated)
+
+# Every spec reaches a rule's params as canonical JSON (sorted keys, normalised numbers), so an
+# equivalent configuration, however written or layered, plans nothing new.
 
 # Rules run the package from this checkout, in whatever environment runs the job
 # (a venv, a conda env made by --sdm conda, a cluster node).
@@ -99,10 +104,6 @@ def hessian_files(experiment):
     ]
 
 
-def hessian_options(wildcards):
-    """Command-line options of `infoopt hessian` from the config's `hessian` section."""
-    return " ".join(
-        f"--{key.replace('_', '-')} {value}"
-        for key, value in config["hessian"].items()
-        if value is not None
-    )
+def hessian_spec(wildcards):
+    """The options of `infoopt hessian`: the config's `hessian` section, canonical JSON."""
+    return canonical_json(config["hessian"])

@@ -19,7 +19,7 @@ rule hessian:
         runtime=lambda wc, attempt: attempt * 60,
         mem_mb=lambda wc, attempt: 16000 * attempt,
     params:
-        options=hessian_options,
+        spec=hessian_spec,
     shell:
         "python -m infoopt hessian {input.checkpoint} --data {input.data} --out {output}"
-        " {params.options} --threads {threads} > {log} 2>&1"
+        " --spec {params.spec:q} --threads {threads} > {log} 2>&1"

@@ -1,4 +1,4 @@
-"""Arguments shared by the commands that run models: device selection and threads."""
+"""Arguments shared by the commands that run models: device, threads and the result store."""
 
 from __future__ import annotations
 
@@ -21,3 +21,12 @@ def apply_threads(args: argparse.Namespace) -> None:
         import torch
 
         torch.set_num_threads(args.threads)
+
+
+def add_store_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--store",
+        default=None,
+        help="the result store (default: $INFOOPT_STORE, else results/store); a result whose key "
+        "is stored is placed from there instead of being computed again",
+    )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 HELP = "download (if needed), verify and convert a dataset into its array file"
@@ -27,27 +26,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import logging
 
-    from infoopt.data import DataError, download, prepare
+    from infoopt.data import download, prepare
     from infoopt.data.arrays import is_array_file, read_arrays
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     raw_dir = args.raw_dir or Path("resources/raw") / args.dataset
     out = args.out or Path("resources/data") / f"{args.dataset}.npz"
     if args.download_only:
-        try:
-            archive = download(args.dataset, raw_dir, url=args.url, md5=args.md5)
-        except (DataError, ValueError) as error:
-            print(f"infoopt prepare: error: {error}", file=sys.stderr)
-            return 1
+        archive = download(args.dataset, raw_dir, url=args.url, md5=args.md5)
         print(f"{archive}: downloaded and verified")
         return 0
     existed = is_array_file(out)
-    try:
-        prepare(args.dataset, raw_dir, out, url=args.url, md5=args.md5)
-        arrays = read_arrays(out)
-    except (DataError, ValueError) as error:
-        print(f"infoopt prepare: error: {error}", file=sys.stderr)
-        return 1
+    prepare(args.dataset, raw_dir, out, url=args.url, md5=args.md5)
+    arrays = read_arrays(out)
     _, channels, height, width = arrays["x_train"].shape
     mean = ", ".join(f"{value:.4f}" for value in arrays["mean"])
     std = ", ".join(f"{value:.4f}" for value in arrays["std"])

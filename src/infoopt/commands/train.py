@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from infoopt.commands.common import add_execution_arguments, apply_threads
+from infoopt.commands.common import add_execution_arguments, add_store_argument, apply_threads
 
 HELP = "train one (dataset, architecture, optimizer, seed) run from its shared initial weights"
 
@@ -22,19 +22,34 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="selection of `infoopt select` whose hyper-parameters replace the spec's",
     )
     add_execution_arguments(parser)
+    add_store_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
     from infoopt.config import parse_spec
     from infoopt.devices import acquire_device
+    from infoopt.store import Store, run_stored
     from infoopt.sweep import apply_selection
-    from infoopt.train import train_run
+    from infoopt.train import run_key, train_run
 
     apply_threads(args)
     spec = parse_spec(args.spec)
     if args.hparams_from is not None:
         spec = apply_selection(spec, args.hparams_from)
-    with acquire_device(args.device) as lease:
-        status = train_run(spec, args.init, args.data, args.out_dir, lease.device)
-    print(f"{args.out_dir}: {status}")
+    key, description = run_key(spec, args.init, args.data)
+
+    def compute(result_dir, state_dir):
+        with acquire_device(args.device) as lease:
+            train_run(spec, args.init, args.data, result_dir, lease.device, state_dir)
+
+    def targets(entry):
+        return {name: Path(args.out_dir) / name for name in entry.files}
+
+    entry, restored = run_stored(Store(args.store), "train", key, description, compute, targets)
+    how = f"restored from the store (key {key[:12]})" if restored else f"stored as {key[:12]}"
+    status = json.loads((Path(args.out_dir) / "run.json").read_text())["status"]
+    print(f"{args.out_dir}: {status}, {how}")
     return 0

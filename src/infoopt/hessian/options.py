@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from infoopt.entropy import NORMALIZATIONS
 
 POSITIVE_RULES = ("lambda_min", "trace")
 AGGREGATIONS = ("all", "positive")
 DTYPE_NAMES = ("float32", "float64")
+CHOICES = {
+    "positive": POSITIVE_RULES,
+    "normalization": NORMALIZATIONS,
+    "aggregation": AGGREGATIONS,
+    "dtype": DTYPE_NAMES,
+}
+
+
+def _option(default: object, help: str) -> object:
+    """A field of :class:`HessianOptions`; ``help`` is its flag's help in ``infoopt hessian``."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass(frozen=True)
@@ -31,29 +42,27 @@ class HessianOptions:
     over ``"all"`` blocks or the ``"positive"`` ones.
     """
 
-    max_k: int = 64
-    probes: int = 100
-    probe_batch: int = 8
-    vector_batch: int = 1
-    micro_batch_size: int | None = None
-    dtype: str = "float32"
-    eval_size: int = 2048
-    seed: int = 0
-    lanczos_max_iter: int = 100
-    lanczos_tol: float = 1e-3
-    positive: str = "lambda_min"
-    positive_tol: float = 1e-5
-    normalization: str = "abs"
-    aggregation: str = "all"
+    max_k: int = _option(64, "K: coordinates per block")
+    probes: int = _option(100, "Hutchinson probes (0: no traces)")
+    probe_batch: int = _option(8, "probes per pass over the data")
+    vector_batch: int = _option(
+        1, "vectors per vmapped double-backward (1: a loop, fastest on CPU)"
+    )
+    micro_batch_size: int | None = _option(None, "images per forward pass (default: all)")
+    dtype: str = _option("float32", "precision of the products")
+    eval_size: int = _option(2048, "test images, a seeded subset")
+    seed: int = _option(
+        0, "seed of the test subset, coordinates, probes and Lanczos (infoopt hessian: the run's)"
+    )
+    lanczos_max_iter: int = _option(100, "Lanczos steps at most (0: no top eigenvalue)")
+    lanczos_tol: float = _option(1e-3, "Lanczos relative residual")
+    positive: str = _option("lambda_min", "a block is positive when λ_min > 0, or its trace > 0")
+    positive_tol: float = _option(1e-5, "λ_min must exceed this times max|λ|")
+    normalization: str = _option("abs", "negative eigenvalues: |λ|, or clipped at 0")
+    aggregation: str = _option("all", "blocks entering the gap's mean and std")
 
     def __post_init__(self) -> None:
-        choices = {
-            "positive": POSITIVE_RULES,
-            "normalization": NORMALIZATIONS,
-            "aggregation": AGGREGATIONS,
-            "dtype": DTYPE_NAMES,
-        }
-        for name, valid in choices.items():
+        for name, valid in CHOICES.items():
             if getattr(self, name) not in valid:
                 raise ValueError(
                     f"unknown {name} {getattr(self, name)!r}; valid: {', '.join(valid)}"

@@ -1,0 +1,81 @@
+"""One Hessian job: a checkpoint's table with its run's identity, and its key in the store.
+
+:func:`hessian_job_table` is what ``infoopt hessian`` computes; :func:`hessian_key` is what
+identifies it in :mod:`infoopt.store`: the options (with the seed resolved), the checkpoint's
+and the data's content digests, and the versions that change numbers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+
+from infoopt.checkpoint import CheckpointError
+from infoopt.hessian.metrics import checkpoint_hessian_table, missing_hessian_table
+from infoopt.hessian.options import HessianOptions
+from infoopt.hessian.space import ParameterSpace
+from infoopt.models import build_model
+from infoopt.store import result_key
+
+# Columns that say which run and checkpoint a row belongs to; they lead every table.
+IDENTITY = ("dataset", "arch", "optimizer", "seed", "progress", "status")
+REQUIRED = ("status", "model", "state_dict", "digest")
+
+
+def check_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> None:
+    missing = [key for key in REQUIRED if key not in checkpoint]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks {missing}")
+
+
+def hessian_key(
+    checkpoint: dict[str, Any], data_digest: str, options: HessianOptions
+) -> tuple[str, dict[str, Any]]:
+    """The store key of ``checkpoint``'s table under ``options``, and its description."""
+    spec = dataclasses.asdict(options)
+    inputs = {"checkpoint": checkpoint["digest"], "data": data_digest}
+    identity = {key: checkpoint.get(key) for key in IDENTITY}
+    label = "/".join(str(identity[k]) for k in ("dataset", "arch", "optimizer"))
+    label += f"/seed{identity['seed']} at {identity['progress']:.2f}"
+    description = {"label": label, "spec": spec, "inputs": inputs, "identity": identity}
+    return result_key("hessian", spec, inputs), description
+
+
+def hessian_job_table(
+    checkpoint: dict[str, Any],
+    prepared,
+    options: HessianOptions,
+    device: torch.device,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """The Hessian table of ``checkpoint`` on ``prepared``'s test images, identity first.
+
+    A diverged checkpoint (no weights) gets the table with every metric missing. A ValueError
+    says when the data do not fit the model.
+    """
+    from infoopt.data import eval_subset
+
+    model = build_model(**checkpoint["model"])
+    if checkpoint["status"] == "diverged" or checkpoint["state_dict"] is None:
+        table = missing_hessian_table(ParameterSpace.of(model), options)
+    else:
+        model.load_state_dict(checkpoint["state_dict"])
+        found = {
+            "num_classes": prepared.num_classes,
+            "in_channels": prepared.in_channels,
+            "image_size": prepared.image_size,
+        }
+        expected = {key: checkpoint["model"][key] for key in found}
+        if expected != found:
+            raise ValueError(
+                f"the data do not match the checkpoint: data have {found}, "
+                f"the model expects {expected}"
+            )
+        x, y = eval_subset(prepared, "test", options.eval_size, options.seed)
+        table = checkpoint_hessian_table(model, x, y, options, device=device, progress=progress)
+    identity = pd.DataFrame([{key: checkpoint.get(key) for key in IDENTITY}] * len(table))
+    return pd.concat([identity, table], axis=1)
