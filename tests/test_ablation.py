@@ -101,6 +101,13 @@ def test_sign_flip_by_hand():
     assert sign_flip_pvalue([1.0, 2.0, -4.0]) == 1.0
 
 
+def test_sign_flip_of_one_difference_or_a_mean_zero_up_to_rounding():
+    # One difference: both of its signs are as extreme as it.
+    assert sign_flip_pvalue([0.7]) == 1.0
+    # The mean rounds to 1.4e-17, not 0: every sign vector is still as extreme.
+    assert sign_flip_pvalue([0.5, -0.7, 0.1, 0.1]) == 1.0
+
+
 def test_sign_flip_of_many_pairs_is_sampled_close_to_exact():
     rng = np.random.default_rng(7)
     x, y = rng.normal(0.4, 1, 18), rng.normal(0, 1, 18)

@@ -7,9 +7,11 @@ Every member takes the same step (Chen et al. 2023, decoupled weight decay as in
     u = direction(c, ...)         sign(c) for Lion, a tanh for the variants
     θ ← θ·(1 − lr·λ) − lr·u
 
-and differs only in ``direction``. A subclass implements it twice, with ``torch._foreach_*`` ops
-over a list of tensors and with plain ops on one tensor; both run the same sequence of ops, so on
-CPU (where foreach ops fall back to those per-tensor ops) the two paths are bit-identical.
+and differs only in ``direction``. The step and every direction are written once, with
+``torch._foreach_*`` ops over a list of tensors of one device and dtype: the multi-tensor path
+passes a whole batch (on CUDA, fused multi-tensor kernels), the per-tensor loop one tensor at a
+time. Both run the same ops on each tensor, so on CPU (where foreach ops fall back to per-tensor
+ops) the two paths are bit-identical.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-State = dict[str, Tensor]
 StateLists = dict[str, list[Tensor]]
 
 
@@ -65,7 +66,7 @@ class LionFamily(torch.optim.Optimizer, metaclass=abc.ABCMeta):
     """Base class of Lion and its tanh variants; see the module docstring for the shared step.
 
     Subclasses set ``extra_state`` (names of zero-initialised state tensors besides ``exp_avg``),
-    implement ``_direction_single`` and ``_direction_foreach``, and may override ``_check_group``
+    implement ``_direction`` (over lists of tensors), and may override ``_check_group``
     (their own hyper-parameters) and ``_c_scale`` (a positive factor on c that a variant needs
     anyway; folded into c's two coefficients, it costs no extra pass over the tensors).
 
@@ -110,14 +111,7 @@ class LionFamily(torch.optim.Optimizer, metaclass=abc.ABCMeta):
         return 1.0
 
     @abc.abstractmethod
-    def _direction_single(
-        self, group: dict[str, Any], step: int, c: Tensor, grad: Tensor, state: State
-    ) -> Tensor:
-        """The update direction of one tensor; may overwrite ``c`` and update the extra state.
-        ``state["exp_avg"]`` already holds the new momentum m_t."""
-
-    @abc.abstractmethod
-    def _direction_foreach(
+    def _direction(
         self,
         group: dict[str, Any],
         step: int,
@@ -125,7 +119,9 @@ class LionFamily(torch.optim.Optimizer, metaclass=abc.ABCMeta):
         grads: list[Tensor],
         states: StateLists,
     ) -> list[Tensor]:
-        """``_direction_single`` over lists of tensors of one device and dtype."""
+        """The update directions of tensors of one device and dtype (a batch, or a single tensor
+        in the per-tensor loop), with foreach ops; may overwrite ``c`` and update the extra
+        state. ``states["exp_avg"]`` already holds the new momenta m_t."""
 
     @torch.no_grad()
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
@@ -143,9 +139,7 @@ class LionFamily(torch.optim.Optimizer, metaclass=abc.ABCMeta):
                 if foreach:
                     self._step_foreach(group, step, params, grads, states)
                 else:
-                    for i, (p, g) in enumerate(zip(params, grads, strict=True)):
-                        state = {name: tensors[i] for name, tensors in states.items()}
-                        self._step_single(group, step, p, g, state)
+                    self._step_loop(group, step, params, grads, states)
         return loss
 
     def _gather(
@@ -176,22 +170,6 @@ class LionFamily(torch.optim.Optimizer, metaclass=abc.ABCMeta):
                 states[name].append(state[name])
         return list(batches.values())
 
-    def _step_single(
-        self, group: dict[str, Any], step: int, p: Tensor, grad: Tensor, state: State
-    ) -> None:
-        beta1, beta2 = group["betas"]
-        scale = self._c_scale(group, step)
-        exp_avg = state["exp_avg"]
-        c = torch.mul(exp_avg, beta1 * scale).add_(grad, alpha=(1.0 - beta1) * scale)
-        if self.lerp_momentum:
-            exp_avg.lerp_(grad, 1.0 - beta2)
-        else:
-            exp_avg.mul_(beta2).add_(grad, alpha=1.0 - beta2)
-        update = self._direction_single(group, step, c, grad, state)
-        if group["weight_decay"] != 0.0:
-            p.mul_(1.0 - group["lr"] * group["weight_decay"])
-        p.add_(update, alpha=-group["lr"])
-
     def _step_foreach(
         self,
         group: dict[str, Any],
@@ -200,6 +178,33 @@ class LionFamily(torch.optim.Optimizer, metaclass=abc.ABCMeta):
         grads: list[Tensor],
         states: StateLists,
     ) -> None:
+        """The multi-tensor path: each op of :meth:`_update` once over the whole batch."""
+        self._update(group, step, params, grads, states)
+
+    def _step_loop(
+        self,
+        group: dict[str, Any],
+        step: int,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: StateLists,
+    ) -> None:
+        """The per-tensor path: :meth:`_update` on one tensor at a time (one-element lists), each
+        through all of its ops before the next."""
+        for i in range(len(params)):
+            one = slice(i, i + 1)
+            state = {name: tensors[one] for name, tensors in states.items()}
+            self._update(group, step, params[one], grads[one], state)
+
+    def _update(
+        self,
+        group: dict[str, Any],
+        step: int,
+        params: list[Tensor],
+        grads: list[Tensor],
+        states: StateLists,
+    ) -> None:
+        """The step of the module docstring on tensors of one device, dtype and step count."""
         beta1, beta2 = group["betas"]
         scale = self._c_scale(group, step)
         exp_avgs = states["exp_avg"]
@@ -210,7 +215,7 @@ class LionFamily(torch.optim.Optimizer, metaclass=abc.ABCMeta):
         else:
             torch._foreach_mul_(exp_avgs, beta2)
             torch._foreach_add_(exp_avgs, grads, alpha=1.0 - beta2)
-        updates = self._direction_foreach(group, step, c, grads, states)
+        updates = self._direction(group, step, c, grads, states)
         if group["weight_decay"] != 0.0:
             torch._foreach_mul_(params, 1.0 - group["lr"] * group["weight_decay"])
         torch._foreach_add_(params, updates, alpha=-group["lr"])

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from infoopt.optim.base import LionFamily, State, StateLists, check_positive
+from infoopt.optim.base import LionFamily, StateLists, check_positive
 
 
 def dense_multipliers(scales: list[Tensor], like: list[Tensor]) -> list[Tensor]:
@@ -23,7 +23,8 @@ def dense_multipliers(scales: list[Tensor], like: list[Tensor]) -> list[Tensor]:
     Multiplying a tensor list by a list of 0-dim tensors sends CUDA's foreach kernels down their
     per-tensor slow path (one launch per tensor); multipliers that match sizes and strides take
     the fused multi-tensor path, at the cost of writing and reading one constant per element.
-    (On CPU the foreach ops loop over tensors anyway, so there the 0-dim list is cheaper.)
+    (On CPU the foreach ops loop over tensors anyway, and a single tensor takes one launch
+    either way, so there the 0-dim list is cheaper.)
     Each multiplier is a strided view of its own chunk of one buffer: ``like`` must be dense, as
     c is (it copies the layout of the dense momentum), so the view stays inside its chunk.
     """
@@ -53,12 +54,7 @@ class Lion(LionFamily):
         defaults = {"lr": lr, "betas": betas, "weight_decay": weight_decay}
         super().__init__(params, defaults, foreach)
 
-    def _direction_single(
-        self, group: dict[str, Any], step: int, c: Tensor, grad: Tensor, state: State
-    ) -> Tensor:
-        return c.sign_()
-
-    def _direction_foreach(
+    def _direction(
         self,
         group: dict[str, Any],
         step: int,
@@ -102,14 +98,7 @@ class LionTanh(LionFamily):
     def _check_group(self, group: dict[str, Any]) -> None:
         group["kappa"] = check_positive("kappa", group["kappa"])
 
-    def _direction_single(
-        self, group: dict[str, Any], step: int, c: Tensor, grad: Tensor, state: State
-    ) -> Tensor:
-        scale = torch.linalg.vector_norm(c).reciprocal_()
-        scale.mul_(group["kappa"] * math.sqrt(c.numel())).clamp_max_(torch.finfo(c.dtype).max)
-        return c.mul_(scale).tanh_()
-
-    def _direction_foreach(
+    def _direction(
         self,
         group: dict[str, Any],
         step: int,
@@ -122,7 +111,7 @@ class LionTanh(LionFamily):
         torch._foreach_reciprocal_(scales)
         torch._foreach_mul_(scales, [group["kappa"] * math.sqrt(t.numel()) for t in c])
         torch._foreach_clamp_max_(scales, torch.finfo(c[0].dtype).max)
-        if c[0].device.type != "cpu":
+        if len(c) > 1 and c[0].device.type != "cpu":
             scales = dense_multipliers(scales, c)
         torch._foreach_mul_(c, scales)
         torch._foreach_tanh_(c)

@@ -17,7 +17,6 @@ from torch import Tensor
 
 from infoopt.optim.base import (
     LionFamily,
-    State,
     StateLists,
     check_nonnegative,
     check_positive,
@@ -122,19 +121,7 @@ class LionBayes(LionFamily):
         """(1−β3)·ε², added to w every step; at least ``tiny`` so that w > 0."""
         return max((1.0 - group["beta3"]) * group["eps"] ** 2, torch.finfo(dtype).tiny)
 
-    def _direction_single(
-        self, group: dict[str, Any], step: int, c: Tensor, grad: Tensor, state: State
-    ) -> Tensor:
-        beta2, beta3 = group["betas"][1], group["beta3"]
-        exp_avg, exp_var = state["exp_avg"], state["exp_var"]
-        deviation = torch.sub(grad, exp_avg, alpha=1.0 / (1.0 - beta2**step))
-        exp_var.mul_(beta3).addcmul_(deviation, deviation, value=1.0 - beta3)
-        exp_var.add_(self._eps_term(group, c.dtype))
-        # |m|·c before the division: a finite product over a positive denominator is never NaN.
-        # (Into the deviation's buffer, which is no longer needed.)
-        return torch.abs(exp_avg, out=deviation).mul_(c).div_(exp_var).tanh_()
-
-    def _direction_foreach(
+    def _direction(
         self,
         group: dict[str, Any],
         step: int,
@@ -148,6 +135,9 @@ class LionBayes(LionFamily):
         torch._foreach_mul_(exp_vars, beta3)
         torch._foreach_addcmul_(exp_vars, deviations, deviations, value=1.0 - beta3)
         torch._foreach_add_(exp_vars, self._eps_term(group, c[0].dtype))
+        # The deviations are no longer needed: their memory can serve the ratios.
+        del deviations
+        # |m|·c before the division: a finite product over a positive denominator is never NaN.
         ratios = torch._foreach_abs(exp_avgs)
         torch._foreach_mul_(ratios, c)
         torch._foreach_div_(ratios, exp_vars)
@@ -217,16 +207,7 @@ class LionSoft(LionFamily):
         unbias3 = 1.0 - group["beta3"] ** step
         return max(group["eps"] * unbias3**0.5, torch.finfo(dtype).tiny)
 
-    def _direction_single(
-        self, group: dict[str, Any], step: int, c: Tensor, grad: Tensor, state: State
-    ) -> Tensor:
-        beta3 = group["beta3"]
-        exp_avg_sq = state["exp_avg_sq"]
-        exp_avg_sq.mul_(beta3).addcmul_(grad, grad, value=1.0 - beta3)
-        denominator = exp_avg_sq.sqrt().add_(self._floor(group, step, c.dtype))
-        return c.div_(denominator).tanh_()
-
-    def _direction_foreach(
+    def _direction(
         self,
         group: dict[str, Any],
         step: int,

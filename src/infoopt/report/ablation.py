@@ -20,10 +20,11 @@ both runs to have finished.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
+import warnings
 from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -34,6 +35,9 @@ from scipy import stats
 from infoopt.atomic import write_table, write_text
 from infoopt.report.figures import THEME, label, panels
 from infoopt.seeding import derive_seed
+
+if TYPE_CHECKING:
+    from scipy.stats._result_classes import TtestResult
 
 CONFIDENCE = 0.95
 # Above this many pairs the sign-flip test samples sign vectors instead of enumerating them.
@@ -52,11 +56,21 @@ KAPPA_LABEL = "temperature κ (dimensionless, log scale)"
 # ----------------------------------------------------------------------------- statistics
 
 
+def _ttest(x: np.ndarray) -> TtestResult:
+    """scipy's one-sample t-test of mean 0 on ``x`` (two or more values). scipy warns of
+    precision loss when the values are (nearly) identical; its result is then still the
+    t-test's, of a zero or tiny ``s``, so that warning is silenced."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
+        return stats.ttest_1samp(x, 0.0)
+
+
 def t_interval(
     values: Iterable[float], confidence: float = CONFIDENCE
 ) -> tuple[float, float, float]:
     """(mean, low, high): ``mean ± t_{(1+confidence)/2, n−1} · s/√n`` with ``s`` the sample
-    standard deviation; the bounds are NaN for fewer than two values, all three for none."""
+    standard deviation (scipy's ``ttest_1samp(...).confidence_interval``); the bounds are NaN
+    for fewer than two values, all three for none."""
     x = np.asarray(list(values), dtype=float)
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
@@ -65,42 +79,45 @@ def t_interval(
     mean = float(x.mean())
     if len(x) < 2:
         return mean, math.nan, math.nan
-    half = stats.t.ppf((1 + confidence) / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
-    return mean, mean - half, mean + half
+    interval = _ttest(x).confidence_interval(confidence_level=confidence)
+    return mean, float(interval.low), float(interval.high)
 
 
 def paired_t_pvalue(differences: Iterable[float]) -> float:
     """Two-sided p-value of the paired t-test, t = mean(d)/(s_d/√n) with n − 1 degrees of
-    freedom. Differences that are all equal give 1 if they are 0 (no difference at all) and 0
-    otherwise; fewer than two give NaN."""
+    freedom (scipy's ``ttest_1samp`` of the differences). Differences that are all equal give
+    1 if they are 0 (no difference at all) and 0 otherwise; fewer than two give NaN."""
     d = np.asarray(list(differences), dtype=float)
     if len(d) < 2:
         return math.nan
-    sd = d.std(ddof=1)
-    if sd == 0:
-        return 1.0 if d[0] == 0 else 0.0
-    t = d.mean() / (sd / math.sqrt(len(d)))
-    return float(2 * stats.t.sf(abs(t), len(d) - 1))
+    if not d.any():
+        # t = 0/0, which scipy gives as NaN.
+        return 1.0
+    return float(_ttest(d).pvalue)
 
 
 def sign_flip_pvalue(differences: Iterable[float]) -> float:
-    """Two-sided sign-flip permutation p-value of the mean difference: the share of sign
-    vectors s ∈ {±1}ⁿ with |mean(s·d)| ≥ |mean(d)|. Exact (all 2ⁿ vectors) up to
+    """Two-sided sign-flip permutation p-value of the mean difference, scipy's
+    ``permutation_test`` of one sample (whose ``samples`` permutations flip signs): twice the
+    smaller of the shares of sign vectors s ∈ {±1}ⁿ with mean(s·d) ≤ mean(d) and with
+    mean(s·d) ≥ mean(d), at most 1.
+    Exact (all 2ⁿ vectors, where it is the share with |mean(s·d)| ≥ |mean(d)|) up to
     ``EXACT_SIGN_FLIPS`` pairs, else from ``SIGN_FLIP_SAMPLES`` seeded random vectors plus the
-    observed one. NaN without differences."""
+    observed one. 1 for a single difference (both signs are as extreme), NaN without any."""
     d = np.asarray(list(differences), dtype=float)
     if len(d) == 0:
         return math.nan
-    if len(d) <= EXACT_SIGN_FLIPS:
-        signs = np.array(list(itertools.product((1.0, -1.0), repeat=len(d))))
-    else:
-        rng = np.random.default_rng(derive_seed("sign_flip", len(d)))
-        drawn = rng.choice((1.0, -1.0), size=(SIGN_FLIP_SAMPLES, len(d)))
-        signs = np.vstack([np.ones(len(d)), drawn])
-    observed = abs(d.mean())
-    means = np.abs(signs @ d) / len(d)
-    # A relative tolerance, so that sign vectors giving the observed |mean| up to rounding count.
-    return float(np.mean(means >= observed * (1 - 1e-12)))
+    if len(d) == 1:
+        return 1.0
+    result = stats.permutation_test(
+        (d,),
+        np.mean,
+        permutation_type="samples",
+        vectorized=True,
+        n_resamples=math.inf if len(d) <= EXACT_SIGN_FLIPS else SIGN_FLIP_SAMPLES,
+        rng=derive_seed("sign_flip", len(d)),
+    )
+    return float(result.pvalue)
 
 
 def sign_flip_min_pvalue(n_pairs: int) -> float:
