@@ -96,3 +96,21 @@ def test_smoke_profile_is_valid(smoke_config):
     assert spec["model"]["in_channels"] == 1 and spec["model"]["image_size"] == 8
     assert spec["hparams"]["lr"] == 3.0e-3
     assert len(experiment_runs(config, "paper")) == 8
+
+
+def test_schema_hessian_defaults_are_the_code_defaults():
+    """One source of truth: the schema documents HessianOptions; their defaults agree."""
+    import dataclasses
+
+    import yaml
+
+    from infoopt.hessian.options import CHOICES, HessianOptions
+
+    schema = yaml.safe_load(SCHEMA.read_text())["properties"]["hessian"]["properties"]
+    fields = {f.name: f for f in dataclasses.fields(HessianOptions)}
+    # The seed is the run's, not a configuration value.
+    assert set(schema) == set(fields) - {"seed"}
+    for name, prop in schema.items():
+        assert prop["default"] == fields[name].default, name
+        if name in CHOICES:
+            assert tuple(prop["enum"]) == CHOICES[name], name
