@@ -246,7 +246,13 @@ def test_sweep_runs_and_specs_of_the_ablation(config):
     assert candidate_lrs(config, "cifar10", "vit", "adamw") == [3e-5, 1e-4, 3e-4]
     assert SweepRun("cifar10", "vit", "lion_bayes", "3e-06", 0) in runs
     spec = sweep_spec(config, SweepRun("cifar10", "resnet18", "lion_tanh_k3", "0.0003", 0))
-    assert spec["hparams"] == {"lr": 3e-4, "betas": [0.9, 0.99], "weight_decay": 0.5, "kappa": 3.0}
+    assert spec["hparams"] == {
+        "lr": 3e-4,
+        "betas": [0.9, 0.99],
+        "weight_decay": 0.5,
+        "kappa": 3.0,
+        "foreach": None,
+    }
     assert spec["training"]["holdout"] == {"fraction": 0.1, "seed": 0}
     assert spec["training"]["checkpoints"] == [1.0] and spec["training"]["epochs"] == 200
     assert selection_file(config, Run("cifar10", "vit", "lion", 2)) == (

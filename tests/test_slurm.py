@@ -219,7 +219,7 @@ class Runs:
     whole: SlurmRun
     """The reduced smoke workflow through Slurm, to the end."""
     failing: SlurmRun
-    """The same targets with a training job that cannot start (a negative learning rate)."""
+    """The same targets with a training job that cannot start (damaged initial weights)."""
 
 
 @pytest.fixture(scope="module")
@@ -230,16 +230,14 @@ def runs(cluster, tmp_path_factory) -> Iterator[Runs]:
 
     failing = copy_workflow(tmp_path_factory.mktemp("failing"))
     _copy_train_inputs(local, failing)
-    broken = {
-        "experiments": {"paper": {"optimizers": ["broken"]}},
-        "optimizers": {"broken": {"algorithm": "sgd", "hparams": {"lr": -1.0}}},
-    }
-    (failing / "broken.yaml").write_text(yaml.safe_dump(broken))
+    # Damaged initial weights: the configuration is valid, so only the training job can fail.
+    init = failing / TRAIN_INPUTS[-1]
+    init.write_bytes(init.read_bytes()[:1000])
 
     started = Runs(
         local=local,
         whole=SlurmRun(copy_workflow(tmp_path_factory.mktemp("slurm")), *TARGETS, *configfiles()),
-        failing=SlurmRun(failing, *TARGETS, *configfiles("broken.yaml")),
+        failing=SlurmRun(failing, *TARGETS, *configfiles()),
     )
     try:
         yield started
@@ -337,8 +335,7 @@ def test_tables_equal_a_local_run(runs):
 def test_failing_job_stops_the_run_and_names_its_slurm_log(runs):
     """A training job that cannot start fails on each attempt; Snakemake exits naming its log.
 
-    A negative learning rate passes the configuration schema (it does not check optimizer
-    hyper-parameters); the optimizer rejects it when the job builds it.
+    Its initial weights are damaged: the configuration check cannot see that, the job can.
     """
     returncode, output = runs.failing.finish()
     assert returncode != 0, output
@@ -354,5 +351,6 @@ def test_failing_job_stops_the_run_and_names_its_slurm_log(runs):
         assert slurm_log, f"no error of job {job} that names its Slurm log:\n{output}"
         path = Path(slurm_log.group(1))
         assert path.parent.parent.name == "rule_train" and path.exists(), path
-    train_log = runs.failing.workdir / "logs/train/digits/resnet18/broken/seed0.log"
-    assert "Invalid learning rate: -1.0" in train_log.read_text()
+    train_log = runs.failing.workdir / "logs/train/digits/resnet18/sgd/seed0.log"
+    assert "infoopt train: error: checkpoint results/init/" in train_log.read_text()
+    assert "is corrupt" in train_log.read_text()

@@ -55,6 +55,7 @@ wildcard_constraints:
     experiment="[A-Za-z0-9_-]+",
     seed=r"\d+",
     progress=r"\d\.\d\d",
+    shard=r"\d+",
 
 
 def run_of(wildcards):
@@ -105,5 +106,18 @@ def hessian_files(experiment):
 
 
 def hessian_spec(wildcards):
-    """The options of `infoopt hessian`: the config's `hessian` section, canonical JSON."""
-    return canonical_json(config["hessian"])
+    """The options of `infoopt hessian`: the config's `hessian` section (but for how the work
+    is split, which changes no number), as canonical JSON."""
+    return canonical_json({k: v for k, v in config["hessian"].items() if k != "shards"})
+
+
+def hessian_shards(wildcards):
+    """The partial tables a checkpoint's table is merged from; none when it is not sharded."""
+    shards = config["hessian"]["shards"]
+    if shards == 1:
+        return []
+    run_dir = RUN_DIR.format(**wildcards)
+    return [
+        f"{run_dir}/hessian/{wildcards.progress}.shard{i}.parquet"
+        for i in range(1, shards + 1)
+    ]

@@ -1,10 +1,39 @@
-# Hessian metrics: one job per checkpoint (independent, so a cluster runs them in parallel).
+# Hessian metrics: one job per checkpoint (independent, so a cluster runs them in parallel), or,
+# with `hessian.shards: N` > 1, N jobs per checkpoint (each a share of its blocks, one of them also
+# the traces and the top eigenvalue; infoopt.hessian.metrics.shard_plan) and a cheap merge job.
+
+
+rule hessian_shard:
+    input:
+        checkpoint=f"{RUN_DIR}/ckpt/{{progress}}.pt",
+        data="resources/data/{dataset}.npz",
+    output:
+        temp(f"{RUN_DIR}/hessian/{{progress}}.shard{{shard}}.parquet"),
+    log:
+        f"logs/hessian/{{dataset}}/{{arch}}/{{optimizer}}/seed{{seed}}/{{progress}}.shard{{shard}}.log",
+    benchmark:
+        f"logs/benchmarks/hessian/{{dataset}}/{{arch}}/{{optimizer}}/seed{{seed}}/{{progress}}.shard{{shard}}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+        runtime=lambda wc, attempt: attempt * 60,
+        mem_mb=lambda wc, attempt: 16000 * attempt,
+    params:
+        spec=hessian_spec,
+        shards=config["hessian"]["shards"],
+    shell:
+        "python -m infoopt hessian {input.checkpoint} --data {input.data} --out {output}"
+        " --spec {params.spec:q} --shard {wildcards.shard}/{params.shards}"
+        " --threads {threads} > {log} 2>&1"
 
 
 rule hessian:
     input:
         checkpoint=f"{RUN_DIR}/ckpt/{{progress}}.pt",
         data="resources/data/{dataset}.npz",
+        shards=hessian_shards,
     output:
         f"{RUN_DIR}/hessian/{{progress}}.parquet",
     log:
@@ -15,11 +44,13 @@ rule hessian:
         "../../envs/train.yaml"
     threads: 1
     resources:
-        gpu=1,
+        # Merging shares needs no GPU.
+        gpu=lambda wc: 0 if config["hessian"]["shards"] > 1 else 1,
         runtime=lambda wc, attempt: attempt * 60,
         mem_mb=lambda wc, attempt: 16000 * attempt,
     params:
         spec=hessian_spec,
+        merge=lambda wc, input: f"--merge {' '.join(input.shards)}" if input.shards else "",
     shell:
         "python -m infoopt hessian {input.checkpoint} --data {input.data} --out {output}"
-        " --spec {params.spec:q} --threads {threads} > {log} 2>&1"
+        " --spec {params.spec:q} {params.merge} --threads {threads} > {log} 2>&1"

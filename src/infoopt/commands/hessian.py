@@ -22,6 +22,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="JSON (text or file) of options (the config's `hessian` section); flags override it",
     )
+    parts = parser.add_mutually_exclusive_group()
+    parts.add_argument(
+        "--shard",
+        type=_shard,
+        default=None,
+        metavar="I/N",
+        help="compute only share I (from 1) of N: a partial table for --merge",
+    )
+    parts.add_argument(
+        "--merge",
+        nargs="+",
+        default=None,
+        metavar="PART",
+        help="write the table merged from the partial tables of all N shares",
+    )
     # One flag per option, derived from HessianOptions: its defaults and help are the only ones.
     for option in dataclasses.fields(HessianOptions):
         kind = {"choices": CHOICES[option.name]} if option.name in CHOICES else {}
@@ -36,19 +51,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
     add_store_argument(parser)
 
 
-def options_from(args: argparse.Namespace, run_seed: int):
-    """The options: defaults, then ``--spec``, then flags; the seed defaults to the run's."""
-    from infoopt.config import parse_spec
-    from infoopt.hessian.options import HessianOptions
-
-    values = {"seed": run_seed} | (parse_spec(args.spec) if args.spec else {})
-    for option in dataclasses.fields(HessianOptions):
-        if getattr(args, option.name) is not None:
-            values[option.name] = getattr(args, option.name)
-    unknown = sorted(set(values) - {f.name for f in dataclasses.fields(HessianOptions)})
-    if unknown:
-        raise ValueError(f"--spec: unknown Hessian option(s) {', '.join(unknown)}")
-    return HessianOptions(**values)
+def _shard(text: str) -> tuple[int, int]:
+    """``I/N`` (I from 1) -> (I - 1, N)."""
+    try:
+        index, count = (int(part) for part in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not I/N, e.g. 2/4") from None
+    if not 1 <= index <= count:
+        raise argparse.ArgumentTypeError(f"share {text}: I must be in 1..N")
+    return index - 1, count
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,11 +69,13 @@ def run(args: argparse.Namespace) -> int:
 
     from infoopt.atomic import write_table
     from infoopt.checkpoint import load_checkpoint
+    from infoopt.config import parse_spec
     from infoopt.data import load_prepared
     from infoopt.data.arrays import array_digest
     from infoopt.devices import acquire_device
     from infoopt.hessian.job import check_checkpoint, hessian_job_table, hessian_key
-    from infoopt.hessian.metrics import GLOBAL
+    from infoopt.hessian.metrics import GLOBAL, merge_hessian_tables
+    from infoopt.hessian.options import HessianOptions
     from infoopt.store import Store, run_stored
 
     if Path(args.out).suffix != ".parquet":
@@ -70,13 +83,25 @@ def run(args: argparse.Namespace) -> int:
     apply_threads(args)
     checkpoint = load_checkpoint(args.checkpoint)
     check_checkpoint(checkpoint, args.checkpoint)
-    options = options_from(args, checkpoint.get("seed", 0))
-    key, description = hessian_key(checkpoint, array_digest(args.data), options)
+    # Defaults, then --spec, then flags; the seed defaults to the run's.
+    values = {"seed": checkpoint.get("seed", 0)} | (parse_spec(args.spec) if args.spec else {})
+    fields = {option.name for option in dataclasses.fields(HessianOptions)}
+    unknown = sorted(set(values) - fields)
+    if unknown:
+        raise ValueError(f"--spec: unknown Hessian option(s) {', '.join(unknown)}")
+    values |= {name: getattr(args, name) for name in fields if getattr(args, name) is not None}
+    options = HessianOptions(**values)
+    key, description = hessian_key(checkpoint, array_digest(args.data), options, args.shard)
 
     def compute(result_dir, state_dir):
-        with acquire_device(args.device) as lease:
-            prepared = load_prepared(args.data, lease.device)
-            table = hessian_job_table(checkpoint, prepared, options, lease.device, progress=True)
+        if args.merge:
+            table = merge_hessian_tables([pd.read_parquet(part) for part in args.merge])
+        else:
+            with acquire_device(args.device) as lease:
+                prepared = load_prepared(args.data, lease.device)
+                table = hessian_job_table(
+                    checkpoint, prepared, options, lease.device, progress=True, shard=args.shard
+                )
         write_table(table, result_dir / "table.parquet")
 
     entry, restored = run_stored(
@@ -90,6 +115,10 @@ def run(args: argparse.Namespace) -> int:
     table = pd.read_parquet(args.out)
     summary = table[table["block"] == GLOBAL].iloc[0]
     how = f"restored from the store (key {key[:12]})" if restored else f"stored as {key[:12]}"
+    if args.shard:
+        index, count = args.shard
+        print(f"{args.out}: share {index + 1} of {count}, status {summary['status']}; {how}")
+        return 0
     print(
         f"{args.out}: {len(table) - 1} blocks, status {summary['status']}, "
         f"gap mean {summary['gap_mean']:.4g}, sharpness {summary['sharpness']:.4g}, "

@@ -8,6 +8,7 @@ block's name and the seed only, so every checkpoint of a run uses the same coord
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,12 +34,17 @@ def block_coordinates(space: ParameterSpace, max_k: int, seed: int) -> list[torc
 
 
 def sub_hessians(
-    operator: HessianOperator, coords: list[torch.Tensor], *, progress: bool = False
+    operator: HessianOperator,
+    coords: list[torch.Tensor],
+    blocks: Sequence[int] | None = None,
+    *,
+    progress: bool = False,
 ) -> list[np.ndarray]:
-    """The symmetrised float64 ``H[S_b, S_b]`` of every block."""
+    """The symmetrised float64 ``H[S_b, S_b]`` of each of ``blocks`` (default: every block)."""
     space = operator.space
+    blocks = range(len(space)) if blocks is None else blocks
     matrices = []
-    for block in tqdm(range(len(space)), desc="sub-Hessians", disable=not progress, leave=False):
+    for block in tqdm(blocks, desc="sub-Hessians", disable=not progress, leave=False):
         index = coords[block].to(operator.device)
         units = torch.zeros(
             len(index), space.numels[block], device=operator.device, dtype=operator.dtype

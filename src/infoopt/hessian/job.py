@@ -33,14 +33,20 @@ def check_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> None:
 
 
 def hessian_key(
-    checkpoint: dict[str, Any], data_digest: str, options: HessianOptions
+    checkpoint: dict[str, Any],
+    data_digest: str,
+    options: HessianOptions,
+    shard: tuple[int, int] | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """The store key of ``checkpoint``'s table under ``options``, and its description."""
-    spec = dataclasses.asdict(options)
+    """The store key of ``checkpoint``'s table (or of one ``shard``'s partial table) under
+    ``options``, and its description. A merged table has the key of the unsharded one."""
+    spec = dataclasses.asdict(options) | ({"shard": list(shard)} if shard else {})
     inputs = {"checkpoint": checkpoint["digest"], "data": data_digest}
     identity = {key: checkpoint.get(key) for key in IDENTITY}
     label = "/".join(str(identity[k]) for k in ("dataset", "arch", "optimizer"))
     label += f"/seed{identity['seed']} at {identity['progress']:.2f}"
+    if shard:
+        label += f" (shard {shard[0] + 1} of {shard[1]})"
     description = {"label": label, "spec": spec, "inputs": inputs, "identity": identity}
     return result_key("hessian", spec, inputs), description
 
@@ -51,17 +57,21 @@ def hessian_job_table(
     options: HessianOptions,
     device: torch.device,
     progress: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> pd.DataFrame:
-    """The Hessian table of ``checkpoint`` on ``prepared``'s test images, identity first.
+    """The Hessian table of ``checkpoint`` on ``prepared``'s test images, identity first (or
+    one ``shard``'s partial table, see :func:`~infoopt.hessian.metrics.shard_plan`).
 
-    A diverged checkpoint (no weights) gets the table with every metric missing. A ValueError
-    says when the data do not fit the model.
+    A diverged checkpoint (no weights) gets the table with every metric missing, in every
+    shard. A ValueError says when the data do not fit the model.
     """
     from infoopt.data import eval_subset
 
     model = build_model(**checkpoint["model"])
     if checkpoint["status"] == "diverged" or checkpoint["state_dict"] is None:
         table = missing_hessian_table(ParameterSpace.of(model), options)
+        if shard:
+            table = table.assign(shard=shard[0], shards=shard[1])
     else:
         model.load_state_dict(checkpoint["state_dict"])
         found = {
@@ -76,6 +86,8 @@ def hessian_job_table(
                 f"the model expects {expected}"
             )
         x, y = eval_subset(prepared, "test", options.eval_size, options.seed)
-        table = checkpoint_hessian_table(model, x, y, options, device=device, progress=progress)
+        table = checkpoint_hessian_table(
+            model, x, y, options, device=device, progress=progress, shard=shard
+        )
     identity = pd.DataFrame([{key: checkpoint.get(key) for key in IDENTITY}] * len(table))
     return pd.concat([identity, table], axis=1)

@@ -16,14 +16,19 @@ The table (one parquet file per checkpoint) has one row per parameter block, in
 - every row carries the options used, as ``option_<name>`` columns.
 
 Select ``block != GLOBAL`` for per-block analyses and ``block == GLOBAL`` for Tables 2–5.
+
+Sharding: the blocks' sub-Hessians are independent of each other and of the global estimates
+(Hutchinson, Lanczos), so one checkpoint's work splits into shares (:func:`shard_plan`), each
+computed alone as a partial table (``checkpoint_hessian_table(..., shard=(i, n))``) and
+combined by :func:`merge_hessian_tables`. The unsharded table is the merge of one share, so
+both run the same operations and give the same numbers (``seconds`` aside).
 """
 
 from __future__ import annotations
 
-import math
 import time
+from collections.abc import Sequence
 
-import numpy as np
 import pandas as pd
 import torch
 from torch import nn
@@ -77,6 +82,30 @@ def _finish(blocks: pd.DataFrame, summary: dict, options: HessianOptions) -> pd.
     return pd.concat([table, options_table], axis=1)
 
 
+def shard_plan(
+    numels: Sequence[int], options: HessianOptions, shards: int
+) -> list[tuple[list[int], bool]]:
+    """Split a checkpoint's work into ``shards`` shares of about equal predicted cost.
+
+    Each share is (its blocks, whether it computes the global estimates). A block costs its
+    ``k_b`` block products; the global estimates, ``probes`` + ``lanczos_max_iter`` full
+    products, are one indivisible item. Longest first onto the least loaded share: a
+    deterministic plan from the block sizes and options alone.
+    """
+    if shards < 1:
+        raise ValueError(f"shards must be positive, got {shards}")
+    items = [(min(n, options.max_k), b) for b, n in enumerate(numels)]
+    items.append((options.probes + options.lanczos_max_iter, len(numels)))
+    loads = [0] * shards
+    shares: list[tuple[list[int], bool]] = [([], False) for _ in range(shards)]
+    for cost, item in sorted(items, key=lambda c: (-c[0], c[1])):
+        target = loads.index(min(loads))
+        loads[target] += cost
+        blocks, global_share = shares[target]
+        shares[target] = (blocks, True) if item == len(numels) else (blocks + [item], global_share)
+    return [(sorted(blocks), global_share) for blocks, global_share in shares]
+
+
 def checkpoint_hessian_table(
     model: nn.Module,
     x: torch.Tensor,
@@ -85,8 +114,13 @@ def checkpoint_hessian_table(
     *,
     device: str | torch.device | None = None,
     progress: bool = False,
+    shard: tuple[int, int] | None = None,
 ) -> pd.DataFrame:
-    """Measure the Hessian of the mean cross-entropy of ``model`` (eval mode) on ``(x, y)``."""
+    """Measure the Hessian of the mean cross-entropy of ``model`` (eval mode) on ``(x, y)``.
+
+    With ``shard=(i, n)``, only share ``i`` of :func:`shard_plan`'s ``n``: a partial table
+    (columns ``shard`` and ``shards`` added) for :func:`merge_hessian_tables`.
+    """
     options = options or HessianOptions()
     started = time.perf_counter()
     operator = HessianOperator(
@@ -99,11 +133,23 @@ def checkpoint_hessian_table(
         device=device,
     )
     space = operator.space
+    index, count = shard or (0, 1)
+    if not 0 <= index < count:
+        raise ValueError(f"shard {index} of {count} does not exist")
+    blocks, global_share = shard_plan(space.numels, options, count)[index]
     coords = block_coordinates(space, options.max_k, options.seed)
-    matrices = sub_hessians(operator, coords, progress=progress)
+    matrices = sub_hessians(operator, coords, blocks, progress=progress)
     spectra = [block_spectrum(matrix, options.normalization) for matrix in matrices]
+    table = pd.DataFrame({"block": space.names, "numel": space.numels})
+    table.loc[blocks, "k"] = [len(coords[b]) for b in blocks]
+    for column in ("subtrace", "lambda_min", "lambda_max", "entropy", "gap"):
+        table.loc[blocks, column] = [getattr(s, column) for s in spectra]
+    table.loc[blocks, "positive"] = [
+        s.positive(options.positive, options.positive_tol) for s in spectra
+    ]
 
-    if options.probes:
+    summary: dict[str, object] = {"block": GLOBAL, "numel": space.dim}
+    if global_share and options.probes:
         estimate = hutchinson(
             operator,
             options.probes,
@@ -111,14 +157,9 @@ def checkpoint_hessian_table(
             probe_batch=options.probe_batch,
             progress=progress,
         )
-        traces, trace_ses = estimate.block_traces, estimate.block_standard_errors
-        total, total_se = estimate.trace, estimate.standard_error
-    else:
-        traces = trace_ses = np.full(len(space), math.nan)
-        total = total_se = math.nan
-
-    summary: dict[str, object] = {"block": GLOBAL, "numel": space.dim}
-    if options.lanczos_max_iter:
+        table["trace"], table["trace_se"] = estimate.block_traces, estimate.block_standard_errors
+        summary |= {"trace": estimate.trace, "trace_se": estimate.standard_error}
+    if global_share and options.lanczos_max_iter:
         top = lanczos_top_eigenvalue(
             lambda v: operator.matmul(v[None])[0],
             space.dim,
@@ -135,31 +176,53 @@ def checkpoint_hessian_table(
             "lanczos_residual": top.residual,
             "lanczos_converged": top.converged,
         }
-
-    blocks = pd.DataFrame(
-        {
-            "block": space.names,
-            "numel": space.numels,
-            "k": [len(c) for c in coords],
-            "trace": traces,
-            "trace_se": trace_ses,
-            "subtrace": [s.subtrace for s in spectra],
-            "lambda_min": [s.lambda_min for s in spectra],
-            "lambda_max": [s.lambda_max for s in spectra],
-            "entropy": [s.entropy for s in spectra],
-            "gap": [s.gap for s in spectra],
-            "positive": [s.positive(options.positive, options.positive_tol) for s in spectra],
-        }
-    )
-    summary |= aggregate_blocks(blocks, options.aggregation)
     summary |= {
-        "trace": total,
-        "trace_se": total_se,
         "block_products": operator.block_products,
         "full_products": operator.full_products,
         "seconds": time.perf_counter() - started,
     }
-    return _finish(blocks, summary, options)
+    part = _finish(table, summary, options)
+    if shard is None:
+        return merge_hessian_tables([part])
+    return part.assign(shard=index, shards=count)
+
+
+# Global-row columns that each share adds to; the others come from the one share computing them.
+_ADDED = ("block_products", "full_products", "seconds")
+
+
+def merge_hessian_tables(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
+    """The table of a checkpoint from the partial tables of all its shares.
+
+    Each block's metrics come from the share that computed them, the traces and the top
+    eigenvalue from the global share; products and seconds add up; the summaries of Tables 2–5
+    are computed from the merged blocks. A ValueError says when the shares do not fit together.
+    """
+    if not parts:
+        raise ValueError("no partial Hessian tables to merge")
+    counts = {int(part["shards"].iloc[0]) if "shards" in part else 1 for part in parts}
+    found = sorted(int(part["shard"].iloc[0]) if "shard" in part else 0 for part in parts)
+    if len(counts) != 1 or found != list(range(counts.pop())):
+        raise ValueError(f"the shares do not make up one checkpoint's table: shards {found}")
+    parts = [part.drop(columns=["shard", "shards"], errors="ignore") for part in parts]
+    labels = [c for c in parts[0].columns if c not in BLOCK_COLUMNS and c not in GLOBAL_COLUMNS]
+    for part in parts[1:]:
+        if not part[labels].equals(parts[0][labels]) or not part["block"].equals(parts[0]["block"]):
+            raise ValueError("the shares were computed with different options or checkpoints")
+    merged = parts[0].copy()
+    for part in parts[1:]:
+        merged = merged.combine_first(part)[parts[0].columns]
+    is_global = merged["block"] == GLOBAL
+    for column in _ADDED:
+        merged.loc[is_global, column] = sum(part.loc[is_global, column].iloc[0] for part in parts)
+    blocks = merged[~is_global].reset_index(drop=True)
+    summary = merged[is_global].iloc[0].to_dict() | aggregate_blocks(blocks, _aggregation(merged))
+    table = pd.concat([blocks, pd.DataFrame([summary])], ignore_index=True)
+    return table.astype(merged.dtypes.to_dict())
+
+
+def _aggregation(table: pd.DataFrame) -> str:
+    return str(table["option_aggregation"].iloc[0])
 
 
 def missing_hessian_table(
