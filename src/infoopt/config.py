@@ -13,7 +13,7 @@ import copy
 import itertools
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -147,6 +147,11 @@ def _resolve_hparams(config: dict) -> None:
         opt["hparams"] = {**factory.defaults, **opt["hparams"]}
 
 
+# A training run's directory, as a pattern of its wildcards: the rules' outputs, and, filled in
+# with a Run's fields, Run.directory.
+RUN_DIR = "results/runs/{dataset}/{arch}/{optimizer}/seed{seed}"
+
+
 @dataclass(frozen=True)
 class Run:
     """One training run: the wildcards of its output paths."""
@@ -158,7 +163,7 @@ class Run:
 
     @property
     def directory(self) -> str:
-        return f"results/runs/{self.dataset}/{self.arch}/{self.optimizer}/seed{self.seed}"
+        return RUN_DIR.format(**asdict(self))
 
 
 def experiment_runs(config: dict, experiment: str) -> list[Run]:

@@ -8,6 +8,7 @@ from snakemake.exceptions import WorkflowError
 from infoopt.canonical import canonical_json
 from infoopt.checkpoint import progress_label
 from infoopt.config import (
+    RUN_DIR,
     ConfigError,
     Run,
     all_runs,
@@ -45,7 +46,6 @@ shell.prefix(f"export PYTHONPATH={SOURCE}" + "${{PYTHONPATH:+:$PYTHONPATH}}; ")
 NOTEBOOKS = {}
 
 PROGRESS = [progress_label(p) for p in config["training"]["checkpoints"]]
-RUN_DIR = "results/runs/{dataset}/{arch}/{optimizer}/seed{seed}"
 
 
 wildcard_constraints:
