@@ -34,6 +34,7 @@ from scipy import stats
 
 from infoopt.atomic import write_table, write_text
 from infoopt.report.figures import THEME, label, panels
+from infoopt.report.tables import metric_rows
 from infoopt.seeding import derive_seed
 
 if TYPE_CHECKING:
@@ -131,11 +132,7 @@ def sign_flip_min_pvalue(n_pairs: int) -> float:
 def final_rows(long: pd.DataFrame, metric: str) -> pd.DataFrame:
     """The rows of ``metric`` at each run's last checkpoint (a summary table: training or
     Hessian)."""
-    rows = long[long["metric"] == metric]
-    if rows.empty:
-        raise ValueError(
-            f"no values of metric {metric!r} (have: {sorted(long['metric'].unique())})"
-        )
+    rows = metric_rows(long, metric)
     return rows[rows["progress"] == rows["progress"].max()]
 
 
