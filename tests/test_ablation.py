@@ -15,7 +15,7 @@ from scipy import stats
 
 from conftest import SCHEMA, SMOKE, copy_workflow, snakemake
 from infoopt.cli import main
-from infoopt.config import ConfigError, Run, init_spec, run_spec, validate_config
+from infoopt.config import ConfigError, Run, init_spec, run_spec
 from infoopt.report.ablation import (
     accuracy_table,
     hessian_table,
@@ -38,6 +38,7 @@ from infoopt.sweep import (
     sweep_runs,
     sweep_spec,
 )
+from infoopt.validate import validate_config
 
 # ------------------------------------------------------------------------------ statistics
 

@@ -17,8 +17,9 @@ import torch
 from conftest import REPO, SCHEMA, resumable_step
 from infoopt.checkpoint import load_checkpoint
 from infoopt.cli import main
-from infoopt.config import Run, init_spec, run_spec, validate_config
+from infoopt.config import Run, init_spec, run_spec
 from infoopt.train import checkpoint_steps, lr_factor, train_run
+from infoopt.validate import validate_config
 
 CPU = torch.device("cpu")
 

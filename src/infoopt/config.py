@@ -1,10 +1,12 @@
 """The experiment configuration: validation against the schema, and the runs it defines.
 
-Snakemake (``workflow/rules/common.smk``) and the tests both go through
-:func:`validate_config`, so a wrong key or value stops the workflow before any job starts,
-with a one-line message that names the key and what it allows. Validation also fills every
-default, the schema's and the registries' (each optimizer's hyper-parameters, each model's
-options), so that two configurations meaning the same run give the same spec.
+:func:`resolve_config` checks a configuration against the schema and the registries, so a
+wrong key or value stops the workflow before any job starts, with a one-line message that names
+the key and what it allows. It also fills every default, the schema's and the registries' (each
+optimizer's hyper-parameters, each model's options), so that two configurations meaning the same
+run give the same spec. The learning-rate sweeps build on the runs defined here and are checked
+in :mod:`infoopt.sweep`; Snakemake (``workflow/rules/common.smk``) and the tests go through
+:func:`infoopt.validate.validate_config`, which does both.
 """
 
 from __future__ import annotations
@@ -43,8 +45,9 @@ def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(part) for part in error.absolute_path) or "<top level>"
 
 
-def validate_config(config: dict, schema_path: str | Path) -> dict:
-    """A validated copy of ``config`` with defaults filled in; a ConfigError names a bad key."""
+def resolve_config(config: dict, schema_path: str | Path) -> dict:
+    """A validated copy of ``config`` with defaults filled in, its sweeps not yet checked; a
+    ConfigError names a bad key."""
     config = copy.deepcopy(config)
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
@@ -55,10 +58,6 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     _check_checkpoints(config["training"]["checkpoints"])
     _resolve_model_options(config)
     _resolve_hparams(config)
-    # Imported here: infoopt.sweep builds on this module.
-    from infoopt.sweep import check_sweeps
-
-    check_sweeps(config)
     return config
 
 

@@ -15,9 +15,9 @@ from infoopt.config import (
     experiment_runs,
     init_spec,
     run_spec,
-    validate_config,
 )
 from infoopt.data import DATASETS
+from infoopt.validate import validate_config
 
 try:
     _validated = validate_config(
