@@ -15,7 +15,7 @@ from scipy import stats
 
 from conftest import SCHEMA, SMOKE, copy_workflow, snakemake
 from infoopt.cli import main
-from infoopt.config import ConfigError, Run, init_spec, run_spec, validate_config
+from infoopt.config import ConfigError, Run, init_spec, run_spec
 from infoopt.report.ablation import (
     accuracy_table,
     hessian_table,
@@ -38,6 +38,7 @@ from infoopt.sweep import (
     sweep_runs,
     sweep_spec,
 )
+from infoopt.validate import validate_config
 
 # ------------------------------------------------------------------------------ statistics
 
@@ -212,9 +213,13 @@ def test_accuracy_table_reports_the_lr_used():
 
 
 def test_kappa_figure_draws_lion_as_the_limit():
-    names = {"lion": "lion", "k1": "lion_tanh", "k_default": "lion_tanh"}
-    runs = runs_table({"lion": {}, "k1": {"kappa": 1.0}, "k_default": {}}, names)
-    assert kappas(runs).to_dict() == {"k1": 1.0, "k_default": 3.0}, "κ defaults to the registry's"
+    names = {"lion": "lion", "k1": "lion_tanh", "k3": "lion_tanh"}
+    runs = runs_table({"lion": {}, "k1": {"kappa": 1.0}, "k3": {"kappa": 3.0}}, names)
+    assert kappas(runs).to_dict() == {"k1": 1.0, "k3": 3.0}
+    unrecorded = runs.copy()
+    unrecorded.loc[3, "hparams"] = json.dumps({"lr": 1e-4})
+    with pytest.raises(ValueError, match="run resnet18/k1/seed1 of lion_tanh records no kappa"):
+        kappas(unrecorded)
     values = {("resnet18", o, s): 90.0 + s + (o == "lion") for o in names for s in (0, 1)}
     accuracy = accuracy_table(finals(values), runs)
     fig = kappa_figure(accuracy, runs, "lion")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
+
 import pytest
 
-from conftest import SCHEMA
-from infoopt.config import ConfigError, Run, experiment_runs, run_spec, validate_config
+from conftest import REPO, SCHEMA
+from infoopt.config import ConfigError, Run, experiment_runs, run_spec
+from infoopt.validate import validate_config
 
 
 def test_paper_config_is_valid_and_gets_defaults(paper_config):
@@ -88,6 +91,19 @@ def test_runs_and_specs_of_the_paper(paper_config):
         "image_size": 32,
         "options": {"width": 64, "blocks": [2, 2, 2, 2]},
     }
+
+
+def test_config_does_not_import_the_sweeps():
+    """infoopt.sweep builds on infoopt.config: the dependency goes one way only."""
+    tree = ast.parse((REPO / "src/infoopt/config.py").read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Import)
+        for alias in node.names
+    }
+    assert not {name for name in imported if name and name.startswith("infoopt.sweep")}
 
 
 def test_smoke_profile_is_valid(smoke_config):

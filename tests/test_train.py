@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -17,8 +18,9 @@ import torch
 from conftest import REPO, SCHEMA, resumable_step
 from infoopt.checkpoint import load_checkpoint
 from infoopt.cli import main
-from infoopt.config import Run, init_spec, run_spec, validate_config
+from infoopt.config import Run, init_spec, run_spec
 from infoopt.train import checkpoint_steps, lr_factor, train_run
+from infoopt.validate import validate_config
 
 CPU = torch.device("cpu")
 
@@ -177,6 +179,23 @@ def test_resume_state_of_another_configuration_is_discarded(smoke_config, digits
     torch.save({"spec": stale, "progress": {"step": 10**6}}, out / ".partial" / "resume.pt")
     assert train_run(spec, init, digits_npz, out, CPU) == "ok"
     assert json.loads((out / "run.json").read_text())["steps_done"] == 1437 // 64
+
+
+def test_resume_state_with_its_progress_in_a_dict_is_read(smoke_config, digits_npz, tmp_path):
+    """A resume state saved before Progress was a class holds its fields in a dict."""
+    config, spec = make_spec(smoke_config, epochs=1)
+    init = init_file(config, spec, tmp_path)
+    state = tmp_path / "state"
+    train_run(spec, init, digits_npz, tmp_path / "whole", CPU, state_dir=state)
+    saved = torch.load(state / "resume.pt", weights_only=False)
+    torch.save(saved | {"progress": dataclasses.asdict(saved["progress"])}, state / "resume.pt")
+    assert train_run(spec, init, digits_npz, tmp_path / "resumed", CPU, state_dir=state) == "ok"
+    records = [json.loads((tmp_path / f"{n}/run.json").read_text()) for n in ("whole", "resumed")]
+    for key in ("steps_done", "checkpoints"):
+        assert records[0][key] == records[1][key], key
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "resumed/history.csv"), pd.read_csv(tmp_path / "whole/history.csv")
+    )
 
 
 def test_divergence_stops_cleanly_and_marks_checkpoints(smoke_config, digits_npz, tmp_path):

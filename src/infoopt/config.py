@@ -1,10 +1,12 @@
 """The experiment configuration: validation against the schema, and the runs it defines.
 
-Snakemake (``workflow/rules/common.smk``) and the tests both go through
-:func:`validate_config`, so a wrong key or value stops the workflow before any job starts,
-with a one-line message that names the key and what it allows. Validation also fills every
-default, the schema's and the registries' (each optimizer's hyper-parameters, each model's
-options), so that two configurations meaning the same run give the same spec.
+:func:`resolve_config` checks a configuration against the schema and the registries, so a
+wrong key or value stops the workflow before any job starts, with a one-line message that names
+the key and what it allows. It also fills every default, the schema's and the registries' (each
+optimizer's hyper-parameters, each model's options), so that two configurations meaning the same
+run give the same spec. The learning-rate sweeps build on the runs defined here and are checked
+in :mod:`infoopt.sweep`; Snakemake (``workflow/rules/common.smk``) and the tests go through
+:func:`infoopt.validate.validate_config`, which does both.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import copy
 import itertools
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +45,9 @@ def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(part) for part in error.absolute_path) or "<top level>"
 
 
-def validate_config(config: dict, schema_path: str | Path) -> dict:
-    """A validated copy of ``config`` with defaults filled in; a ConfigError names a bad key."""
+def resolve_config(config: dict, schema_path: str | Path) -> dict:
+    """A validated copy of ``config`` with defaults filled in, its sweeps not yet checked; a
+    ConfigError names a bad key."""
     config = copy.deepcopy(config)
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
@@ -55,10 +58,6 @@ def validate_config(config: dict, schema_path: str | Path) -> dict:
     _check_checkpoints(config["training"]["checkpoints"])
     _resolve_model_options(config)
     _resolve_hparams(config)
-    # Imported here: infoopt.sweep builds on this module.
-    from infoopt.sweep import check_sweeps
-
-    check_sweeps(config)
     return config
 
 
@@ -147,6 +146,11 @@ def _resolve_hparams(config: dict) -> None:
         opt["hparams"] = {**factory.defaults, **opt["hparams"]}
 
 
+# A training run's directory, as a pattern of its wildcards: the rules' outputs, and, filled in
+# with a Run's fields, Run.directory.
+RUN_DIR = "results/runs/{dataset}/{arch}/{optimizer}/seed{seed}"
+
+
 @dataclass(frozen=True)
 class Run:
     """One training run: the wildcards of its output paths."""
@@ -158,7 +162,7 @@ class Run:
 
     @property
     def directory(self) -> str:
-        return f"results/runs/{self.dataset}/{self.arch}/{self.optimizer}/seed{self.seed}"
+        return RUN_DIR.format(**asdict(self))
 
 
 def experiment_runs(config: dict, experiment: str) -> list[Run]:

@@ -9,12 +9,9 @@ set's place wherever a run evaluates, so the test set never chooses a hyper-para
 lower validation loss, then the smaller lr) and the experiment's runs of that (dataset, arch,
 optimizer) take their lr from the selection file (``infoopt train --hparams-from``).
 
-Paths (deterministic, so Snakemake's DAG is static and a changed sweep reruns exactly what
-depends on it):
-
-- ``results/sweep/{dataset}/{arch}/{optimizer}/lr{lr}/seed{seed}/``: a candidate's run directory
-  (``ckpt/1.00.pt``, ``history.csv``, ``run.json``), ``{lr}`` as :func:`lr_label` writes it;
-- ``results/sweep/{dataset}/{arch}/{optimizer}/selected.json``: the selection.
+Paths are deterministic, so Snakemake's DAG is static and a changed sweep reruns exactly what
+depends on it: :data:`SWEEP_RUN` and :data:`SELECTION`, patterns of their wildcards that the
+rules use as they are and :class:`SweepRun` and :func:`selection_path` fill in.
 """
 
 from __future__ import annotations
@@ -22,14 +19,19 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from infoopt.collect import read_run_record
 from infoopt.config import ConfigError, Run, run_spec
 
-SWEEP_ROOT = "results/sweep"
+# The sweep of one (dataset, arch, optimizer).
+SWEEP_DIR = "results/sweep/{dataset}/{arch}/{optimizer}"
+# A candidate's run directory (ckpt/1.00.pt, history.csv, run.json), {lr} as lr_label writes it.
+SWEEP_RUN = f"{SWEEP_DIR}/lr{{lr}}/seed{{seed}}"
+# The selected hyper-parameters of (dataset, arch, optimizer).
+SELECTION = f"{SWEEP_DIR}/selected.json"
 CRITERION = "highest final validation accuracy; ties: lower validation loss, then smaller lr"
 
 
@@ -50,17 +52,12 @@ class SweepRun:
 
     @property
     def directory(self) -> str:
-        folder = sweep_directory(self.dataset, self.arch, self.optimizer)
-        return f"{folder}/lr{self.lr}/seed{self.seed}"
-
-
-def sweep_directory(dataset: str, arch: str, optimizer: str) -> str:
-    return f"{SWEEP_ROOT}/{dataset}/{arch}/{optimizer}"
+        return SWEEP_RUN.format(**asdict(self))
 
 
 def selection_path(dataset: str, arch: str, optimizer: str) -> str:
     """Where the selected hyper-parameters of (dataset, arch, optimizer) are written."""
-    return f"{sweep_directory(dataset, arch, optimizer)}/selected.json"
+    return SELECTION.format(dataset=dataset, arch=arch, optimizer=optimizer)
 
 
 def configured_lr(config: dict, dataset: str, arch: str, optimizer: str) -> float:

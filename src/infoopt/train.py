@@ -19,7 +19,7 @@ import math
 import shutil
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,32 @@ class RunPaths:
     @property
     def run_json(self) -> Path:
         return self.out_dir / "run.json"
+
+
+@dataclass
+class Progress:
+    """Where a run stands: everything besides the weights, the optimizer and the schedule that a
+    resumed run needs (saved in ``resume.pt`` under ``progress``)."""
+
+    step: int
+    seconds: float
+    # Per-epoch accumulators stay on the device: reading them every step would stall a GPU.
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
+    seen: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def fresh(cls, device: torch.device) -> Progress:
+        """The progress of a run that has not taken a step."""
+        return cls(
+            step=0,
+            seconds=0.0,
+            loss_sum=torch.zeros((), device=device),
+            correct=torch.zeros((), device=device, dtype=torch.int64),
+            seen=0,
+        )
 
 
 def checkpoint_steps(fractions: list[float], total_steps: int) -> dict[float, int]:
@@ -137,8 +163,8 @@ def evaluate(model, prepared, split: str, batch_size: int, amp_dtype, device, ch
 class Trainer:
     """One run: its model, optimizer, schedule, data and progress.
 
-    ``state`` holds everything besides the weights and the optimizer that a resumed run
-    needs (step, per-epoch accumulators, history, checkpoint records, elapsed seconds).
+    ``state`` (a :class:`Progress`) holds everything besides the weights and the optimizer
+    that a resumed run needs.
     """
 
     def __init__(
@@ -196,9 +222,9 @@ class Trainer:
             lambda t: lr_factor(t, self.total_steps, warmup_steps, training["schedule"]),
         )
         self.saves = checkpoint_steps(training["checkpoints"], self.total_steps)
-        self.state = _fresh_state(device)
+        self.state = Progress.fresh(device)
         self._resume()
-        self.started = time.perf_counter() - self.state["seconds"]
+        self.started = time.perf_counter() - self.state.seconds
 
     def _resume(self) -> None:
         if not self.paths.resume.exists():
@@ -214,21 +240,23 @@ class Trainer:
         self.model.load_state_dict(resumed["model"])
         self.optimizer.load_state_dict(resumed["optimizer"])
         self.scheduler.load_state_dict(resumed["scheduler"])
-        self.state = resumed["progress"]
-        print(f"resuming at step {self.state['step']} of {self.total_steps}", file=sys.stderr)
+        progress = resumed["progress"]
+        # A state saved before Progress existed holds the same fields in a dict.
+        self.state = Progress(**progress) if isinstance(progress, dict) else progress
+        print(f"resuming at step {self.state.step} of {self.total_steps}", file=sys.stderr)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """One optimizer step on the batch (x, y), with this step's seed for dropout."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        torch.manual_seed(derive_seed(self.spec["seed"], "step", self.state["step"]))
+        torch.manual_seed(derive_seed(self.spec["seed"], "step", self.state.step))
         loss, correct = train_step(
             self.model, self.optimizer, self.scheduler, x, y, self.amp_dtype, self.device
         )
-        self.state["loss_sum"] += loss
-        self.state["correct"] += correct
-        self.state["seen"] += len(y)
-        self.state["step"] += 1
+        self.state.loss_sum += loss
+        self.state.correct += correct
+        self.state.seen += len(y)
+        self.state.step += 1
 
     def evaluate(self, split: str) -> tuple[float, float]:
         return evaluate(
@@ -243,10 +271,10 @@ class Trainer:
 
     def status(self) -> str:
         """``diverged`` once a training loss of the current epoch was NaN or infinite."""
-        return "ok" if torch.isfinite(self.state["loss_sum"]).item() else "diverged"
+        return "ok" if torch.isfinite(self.state.loss_sum).item() else "diverged"
 
     def save_resume(self) -> None:
-        self.state["seconds"] = time.perf_counter() - self.started
+        self.state.seconds = time.perf_counter() - self.started
         save_torch(
             {
                 "spec": self.spec,
@@ -276,40 +304,40 @@ class Trainer:
             | {"status": status, "state_dict": weights, "metrics": metrics},
             self.paths.checkpoint(progress, final=False),
         )
-        self.state["checkpoints"].append(where | {"status": status} | metrics)
+        self.state.checkpoints.append(where | {"status": status} | metrics)
 
     def end_epoch(self) -> str:
         """Record the finished epoch in the history, reset the accumulators; return the status."""
         state = self.state
         status = self.status()
         test_loss, test_accuracy = self.evaluate("test") if status == "ok" else (math.nan, math.nan)
-        state["history"].append(
+        state.history.append(
             {
-                "epoch": state["step"] // self.steps_per_epoch,
-                "step": state["step"],
+                "epoch": state.step // self.steps_per_epoch,
+                "step": state.step,
                 "lr": self.optimizer.param_groups[0]["lr"],
-                "train_loss": state["loss_sum"].item() / self.steps_per_epoch,
-                "train_accuracy": 100.0 * state["correct"].item() / state["seen"],
+                "train_loss": state.loss_sum.item() / self.steps_per_epoch,
+                "train_accuracy": 100.0 * state.correct.item() / state.seen,
                 "test_loss": test_loss,
                 "test_accuracy": test_accuracy,
                 "seconds": time.perf_counter() - self.started,
             }
         )
-        state["loss_sum"].zero_()
-        state["correct"].zero_()
-        state["seen"] = 0
+        state.loss_sum.zero_()
+        state.correct.zero_()
+        state.seen = 0
         return status
 
     def run(self) -> str:
         """Train to the end (or to divergence), then publish the outputs; return the status."""
-        saved = {record["progress"] for record in self.state["checkpoints"]}
+        saved = {record["progress"] for record in self.state.checkpoints}
         due_at = {
             step: [p for p, s in self.saves.items() if s == step] for step in self.saves.values()
         }
-        batches = _batches_from(self.loader, self.state["step"])
+        batches = _batches_from(self.loader, self.state.step)
         bar = tqdm(
             total=self.total_steps,
-            initial=self.state["step"],
+            initial=self.state.step,
             desc=f"{self.spec['arch']}/{self.spec['optimizer']}/seed{self.spec['seed']}",
             mininterval=0.5 if sys.stderr.isatty() else 30,
             file=sys.stderr,
@@ -317,7 +345,7 @@ class Trainer:
         status = "ok"
         self.model.train()
         while True:
-            due = [p for p in due_at.get(self.state["step"], []) if p not in saved]
+            due = [p for p in due_at.get(self.state.step, []) if p not in saved]
             if due:
                 status = self.status()
                 for progress in due:
@@ -326,18 +354,18 @@ class Trainer:
                 if status != "ok":
                     break
                 self.save_resume()
-            if self.state["step"] == self.total_steps:
+            if self.state.step == self.total_steps:
                 break
             self.step(*next(batches))
             bar.update(1)
-            if self.state["step"] % self.steps_per_epoch == 0:
+            if self.state.step % self.steps_per_epoch == 0:
                 status = self.end_epoch()
                 if status != "ok":
                     break
-                epochs = self.state["step"] // self.steps_per_epoch
+                epochs = self.state.step // self.steps_per_epoch
                 if (
                     epochs % self.training["resume_every_epochs"] == 0
-                    and self.state["step"] not in due_at
+                    and self.state.step not in due_at
                 ):
                     self.save_resume()
         bar.close()
@@ -351,18 +379,16 @@ class Trainer:
         """Publish the checkpoints, the history and ``run.json`` (last: it marks the end)."""
         for progress in self.saves:
             publish(self.paths.checkpoint(progress, final=False), self.paths.checkpoint(progress))
-        write_table(
-            pd.DataFrame(self.state["history"], columns=HISTORY_COLUMNS), self.paths.history
-        )
+        write_table(pd.DataFrame(self.state.history, columns=HISTORY_COLUMNS), self.paths.history)
         write_json(
             {
                 "status": status,
                 "spec": self.spec,
                 "total_steps": self.total_steps,
                 "steps_per_epoch": self.steps_per_epoch,
-                "steps_done": self.state["step"],
+                "steps_done": self.state.step,
                 "wall_seconds": time.perf_counter() - self.started,
-                "checkpoints": self.state["checkpoints"],
+                "checkpoints": self.state.checkpoints,
                 "provenance": provenance(self.device),
             },
             self.paths.run_json,
@@ -418,19 +444,6 @@ def train_run(
 
     ``state_dir`` keeps what a killed run resumes from (default ``<out_dir>/.partial``)."""
     return Trainer(spec, init_path, data_path, out_dir, device, state_dir).run()
-
-
-def _fresh_state(device: torch.device) -> dict[str, Any]:
-    return {
-        "step": 0,
-        "seconds": 0.0,
-        # Per-epoch accumulators stay on the device: reading them every step would stall a GPU.
-        "loss_sum": torch.zeros((), device=device),
-        "correct": torch.zeros((), device=device, dtype=torch.int64),
-        "seen": 0,
-        "history": [],
-        "checkpoints": [],
-    }
 
 
 def _batches_from(loader: TrainLoader, step: int):

@@ -8,15 +8,16 @@ from snakemake.exceptions import WorkflowError
 from infoopt.canonical import canonical_json
 from infoopt.checkpoint import progress_label
 from infoopt.config import (
+    RUN_DIR,
     ConfigError,
     Run,
     all_runs,
     experiment_runs,
     init_spec,
     run_spec,
-    validate_config,
 )
 from infoopt.data import DATASETS
+from infoopt.validate import validate_config
 
 try:
     _validated = validate_config(
@@ -45,7 +46,6 @@ shell.prefix(f"export PYTHONPATH={SOURCE}" + "${{PYTHONPATH:+:$PYTHONPATH}}; ")
 NOTEBOOKS = {}
 
 PROGRESS = [progress_label(p) for p in config["training"]["checkpoints"]]
-RUN_DIR = "results/runs/{dataset}/{arch}/{optimizer}/seed{seed}"
 
 
 wildcard_constraints:

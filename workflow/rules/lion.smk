@@ -1,8 +1,13 @@
 # Learning-rate sweeps (any experiment's `lr_sweep`, see infoopt.sweep), and the Lion ablation's
 # tables and figures (entries of NOTEBOOKS for the experiment `lion_ablation`).
-from infoopt.sweep import SweepRun, candidate_runs, selection_path, sweep_spec
-
-SWEEP_RUN = "results/sweep/{dataset}/{arch}/{optimizer}/lr{lr}/seed{seed}"
+from infoopt.sweep import (
+    SELECTION,
+    SWEEP_RUN,
+    SweepRun,
+    candidate_runs,
+    selection_path,
+    sweep_spec,
+)
 
 
 wildcard_constraints:
@@ -50,7 +55,7 @@ rule select_lr:
             for run in candidate_runs(config, wc.dataset, wc.arch, wc.optimizer)
         ],
     output:
-        "results/sweep/{dataset}/{arch}/{optimizer}/selected.json",
+        SELECTION,
     log:
         "logs/sweep/{dataset}/{arch}/{optimizer}/select.log",
     conda:

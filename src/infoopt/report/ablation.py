@@ -34,6 +34,7 @@ from scipy import stats
 
 from infoopt.atomic import write_table, write_text
 from infoopt.report.figures import THEME, label, panels
+from infoopt.report.tables import metric_rows
 from infoopt.seeding import derive_seed
 
 if TYPE_CHECKING:
@@ -131,11 +132,7 @@ def sign_flip_min_pvalue(n_pairs: int) -> float:
 def final_rows(long: pd.DataFrame, metric: str) -> pd.DataFrame:
     """The rows of ``metric`` at each run's last checkpoint (a summary table: training or
     Hessian)."""
-    rows = long[long["metric"] == metric]
-    if rows.empty:
-        raise ValueError(
-            f"no values of metric {metric!r} (have: {sorted(long['metric'].unique())})"
-        )
+    rows = metric_rows(long, metric)
     return rows[rows["progress"] == rows["progress"].max()]
 
 
@@ -445,17 +442,21 @@ def curves_figure(history: pd.DataFrame, order: Sequence[str]) -> Figure:
 
 
 def kappas(runs: pd.DataFrame, algorithm: str = "lion_tanh") -> pd.Series:
-    """κ of each optimizer of ``algorithm`` in ``runs.parquet`` (its registry default if the
-    config gives none), indexed by optimizer."""
-    from infoopt.optim import OPTIMIZERS
-
-    default = OPTIMIZERS[algorithm].defaults["kappa"]
-    rows = runs[runs["algorithm"] == algorithm].drop_duplicates("optimizer")
+    """κ of each optimizer of ``algorithm`` in ``runs.parquet``, indexed by optimizer, as its
+    runs recorded it. The configuration check writes every default into a run's hparams, so
+    a run of ``algorithm`` that records no κ (a run.json from before it did) is an error that
+    names the run: no default is guessed for it."""
+    rows = runs[runs["algorithm"] == algorithm]
+    recorded = [json.loads(h).get("kappa") for h in rows["hparams"]]
+    for (_, run), kappa in zip(rows.iterrows(), recorded, strict=True):
+        if kappa is None:
+            raise ValueError(
+                f"run {run['arch']}/{run['optimizer']}/seed{run['seed']} of {algorithm} records "
+                "no kappa in its hparams; rerun it to record its hyper-parameters in full"
+            )
+    first = rows.assign(kappa=recorded).drop_duplicates("optimizer")
     return pd.Series(
-        [json.loads(h).get("kappa", default) for h in rows["hparams"]],
-        index=rows["optimizer"].to_numpy(),
-        name="kappa",
-        dtype=float,
+        first["kappa"].to_numpy(), index=first["optimizer"].to_numpy(), name="kappa", dtype=float
     )
 
 

@@ -20,6 +20,7 @@ from matplotlib.lines import Line2D
 
 from infoopt.atomic import atomic_path
 from infoopt.report.correlation import METRICS, POOLED
+from infoopt.report.tables import metric_rows
 
 PROGRESS_LABEL = "training progress (% of optimizer steps)"
 # Axis labels with units: the loss is the mean cross-entropy in nats and the weights are
@@ -92,15 +93,6 @@ def _scale(ax, axis: str, values: np.ndarray) -> None:
         setter("symlog", linthresh=float(np.abs(values[values != 0]).min()))
 
 
-def _ok(long: pd.DataFrame, metric: str) -> pd.DataFrame:
-    rows = long[(long["metric"] == metric) & (long["status"] == "ok")].dropna(subset=["value"])
-    if rows.empty:
-        raise ValueError(
-            f"no values of metric {metric!r} (have: {sorted(long['metric'].unique())})"
-        )
-    return rows
-
-
 def _legend(ax, colors: dict[str, tuple], paper: bool) -> None:
     handles = [
         Line2D([], [], color=color, marker="o", label=name) for name, color in colors.items()
@@ -117,7 +109,7 @@ def progress_figure(long: pd.DataFrame, metric: str, paper: pd.DataFrame | None 
     ``long`` is a summary table (``training.parquet`` or ``hessian.parquet``); ``paper`` the
     paper's values (:func:`infoopt.report.tables.paper_values`) or None for no markers.
     """
-    rows = _ok(long, metric).assign(percent=lambda t: 100 * t["progress"])
+    rows = metric_rows(long, metric, finished=True).assign(percent=lambda t: 100 * t["progress"])
     archs = sorted(rows["arch"].unique())
     colors = optimizer_colors(list(rows["optimizer"].unique()))
     with sns.axes_style(THEME["style"]), sns.plotting_context(THEME["context"]):

@@ -33,13 +33,22 @@ def paper_values() -> pd.DataFrame:
         return pd.read_csv(handle)
 
 
-def paper_table(long: pd.DataFrame, table: int, metric: str) -> pd.DataFrame:
-    """Aggregate the long per-checkpoint table ``long`` into the paper's format for ``metric``."""
+def metric_rows(long: pd.DataFrame, metric: str, finished: bool = False) -> pd.DataFrame:
+    """The rows of ``metric`` in a long summary table (with ``finished``, only those of runs that
+    had not diverged, with a value); a ValueError that names the table's metrics if none."""
     rows = long[long["metric"] == metric]
+    if finished:
+        rows = rows[rows["status"] == "ok"].dropna(subset=["value"])
     if rows.empty:
         raise ValueError(
             f"no values of metric {metric!r} (have: {sorted(long['metric'].unique())})"
         )
+    return rows
+
+
+def paper_table(long: pd.DataFrame, table: int, metric: str) -> pd.DataFrame:
+    """Aggregate the long per-checkpoint table ``long`` into the paper's format for ``metric``."""
+    rows = metric_rows(long, metric)
     ok = rows[rows["status"] == "ok"]
     grouped = ok.groupby(GROUP, sort=True)["value"].agg(value="mean", std="std", n_seeds="count")
     diverged = rows[rows["status"] != "ok"].groupby(GROUP).size().rename("n_diverged")
