@@ -116,8 +116,7 @@ def hessian_shards(wildcards):
     shards = config["hessian"]["shards"]
     if shards == 1:
         return []
-    run_dir = RUN_DIR.format(**wildcards)
     return [
-        f"{run_dir}/hessian/{wildcards.progress}.shard{i}.parquet"
+        f"{run_of(wildcards).directory}/hessian/{wildcards.progress}.shard{i}.parquet"
         for i in range(1, shards + 1)
     ]

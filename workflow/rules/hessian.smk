@@ -50,7 +50,9 @@ rule hessian:
         mem_mb=lambda wc, attempt: 16000 * attempt,
     params:
         spec=hessian_spec,
-        merge=lambda wc, input: f"--merge {' '.join(input.shards)}" if input.shards else "",
+        merge=lambda wc, input: (
+            f"--merge {' '.join(input.shards)}" if input.shards else ""
+        ),
     shell:
         "python -m infoopt hessian {input.checkpoint} --data {input.data} --out {output}"
         " --spec {params.spec:q} {params.merge} --threads {threads} > {log} 2>&1"
