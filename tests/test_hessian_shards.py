@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pandas as pd
 import pytest
 import torch
@@ -94,3 +96,53 @@ def test_command_shards_and_merges(tmp_path, digits_npz, capsys):
     with pytest.raises(SystemExit):
         main(["hessian", *common, "--out", str(merged), "--shard", "3/2"])
     assert "I must be in 1..N" in capsys.readouterr().err
+
+
+@pytest.mark.workflow
+def test_workflow_with_shards_writes_the_same_table(smoke_copy):
+    """`hessian.shards: 3` computes a checkpoint's table as three jobs and a merge: the table
+    is the unsharded one (the store emptied first, so that nothing is restored)."""
+    from conftest import SMOKE, snakemake
+
+    target = "results/runs/digits/vit/sgd/seed1/hessian/0.50.parquet"
+    whole = pd.read_parquet(smoke_copy / target)
+    shutil.rmtree(smoke_copy / "results/store/hessian")
+    (smoke_copy / "shards.yaml").write_text("hessian:\n  shards: 3\n")
+    experiment = "workflow/profiles/smoke/experiment.yaml"
+    snakemake(smoke_copy, target, *SMOKE, "--configfile", experiment, "shards.yaml")
+    logs = sorted((smoke_copy / "logs/hessian/digits/vit/sgd/seed1").glob("0.50.shard*.log"))
+    assert [log.name for log in logs] == [f"0.50.shard{i}.log" for i in (1, 2, 3)]
+    assert not list((smoke_copy / "results/runs").rglob("*.shard*.parquet")), "shares are temp"
+    merged = pd.read_parquet(smoke_copy / target)
+    pd.testing.assert_frame_equal(merged.drop(columns="seconds"), whole.drop(columns="seconds"))
+
+
+def test_a_new_split_is_made_from_the_stored_results(tmp_path, digits_npz, capsys):
+    """Changing `shards` computes no product twice: shares are cut from a stored whole table,
+    and a whole table is merged from a stored complete split."""
+    write_checkpoint(tmp_path / "ckpt.pt")
+    common = [str(tmp_path / "ckpt.pt"), "--data", str(digits_npz), *ARGS]
+    whole = tmp_path / "whole.parquet"
+    assert main(["hessian", *common, "--out", str(whole)]) == 0
+    capsys.readouterr()
+    parts = [tmp_path / f"part{i}.parquet" for i in (1, 2, 3)]
+    for i, part in enumerate(parts, start=1):
+        assert main(["hessian", *common, "--out", str(part), "--shard", f"{i}/3"]) == 0
+        assert "another split" in capsys.readouterr().err
+    merged = tmp_path / "merged.parquet"
+    assert main(["hessian", *common, "--out", str(merged), "--merge", *map(str, parts)]) == 0
+    assert "restored from the store" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(pd.read_parquet(merged), pd.read_parquet(whole))
+
+    # The other way: shares computed in a store of their own, then the whole made from them.
+    store = ["--store", str(tmp_path / "other")]
+    for i, part in enumerate(parts, start=1):
+        assert main(["hessian", *common, "--out", str(part), "--shard", f"{i}/3", *store]) == 0
+    capsys.readouterr()
+    again = tmp_path / "again.parquet"
+    assert main(["hessian", *common, "--out", str(again), *store]) == 0
+    assert "another split" in capsys.readouterr().err
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(again).drop(columns="seconds"),
+        pd.read_parquet(whole).drop(columns="seconds"),
+    )

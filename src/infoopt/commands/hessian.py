@@ -63,6 +63,7 @@ def _shard(text: str) -> tuple[int, int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
     from pathlib import Path
 
     import pandas as pd
@@ -73,7 +74,13 @@ def run(args: argparse.Namespace) -> int:
     from infoopt.data import load_prepared
     from infoopt.data.arrays import array_digest
     from infoopt.devices import acquire_device
-    from infoopt.hessian.job import check_checkpoint, hessian_job_table, hessian_key
+    from infoopt.hessian.job import (
+        TABLE,
+        check_checkpoint,
+        from_other_split,
+        hessian_job_table,
+        hessian_key,
+    )
     from infoopt.hessian.metrics import GLOBAL, merge_hessian_tables
     from infoopt.hessian.options import HessianOptions
     from infoopt.store import Store, run_stored
@@ -91,26 +98,27 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--spec: unknown Hessian option(s) {', '.join(unknown)}")
     values |= {name: getattr(args, name) for name in fields if getattr(args, name) is not None}
     options = HessianOptions(**values)
-    key, description = hessian_key(checkpoint, array_digest(args.data), options, args.shard)
+    data_digest = array_digest(args.data)
+    key, description = hessian_key(checkpoint, data_digest, options, args.shard)
+    store = Store(args.store)
 
     def compute(result_dir, state_dir):
         if args.merge:
             table = merge_hessian_tables([pd.read_parquet(part) for part in args.merge])
+        elif (
+            table := from_other_split(store, checkpoint, data_digest, options, args.shard)
+        ) is not None:
+            print("made from the store's results of another split of the work", file=sys.stderr)
         else:
             with acquire_device(args.device) as lease:
                 prepared = load_prepared(args.data, lease.device)
                 table = hessian_job_table(
                     checkpoint, prepared, options, lease.device, progress=True, shard=args.shard
                 )
-        write_table(table, result_dir / "table.parquet")
+        write_table(table, result_dir / TABLE)
 
     entry, restored = run_stored(
-        Store(args.store),
-        "hessian",
-        key,
-        description,
-        compute,
-        lambda entry: {"table.parquet": args.out},
+        store, "hessian", key, description, compute, lambda entry: {TABLE: args.out}
     )
     table = pd.read_parquet(args.out)
     summary = table[table["block"] == GLOBAL].iloc[0]

@@ -15,15 +15,22 @@ import pandas as pd
 import torch
 
 from infoopt.checkpoint import CheckpointError
-from infoopt.hessian.metrics import checkpoint_hessian_table, missing_hessian_table
+from infoopt.hessian.metrics import (
+    checkpoint_hessian_table,
+    merge_hessian_tables,
+    missing_hessian_table,
+    share_of_table,
+)
 from infoopt.hessian.options import HessianOptions
 from infoopt.hessian.space import ParameterSpace
 from infoopt.models import build_model
-from infoopt.store import result_key
+from infoopt.store import Entry, Store, result_key
 
 # Columns that say which run and checkpoint a row belongs to; they lead every table.
 IDENTITY = ("dataset", "arch", "optimizer", "seed", "progress", "status")
 REQUIRED = ("status", "model", "state_dict", "digest")
+# The file name of a Hessian table in its store entry.
+TABLE = "table.parquet"
 
 
 def check_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> None:
@@ -49,6 +56,36 @@ def hessian_key(
         label += f" (shard {shard[0] + 1} of {shard[1]})"
     description = {"label": label, "spec": spec, "inputs": inputs, "identity": identity}
     return result_key("hessian", spec, inputs), description
+
+
+def from_other_split(
+    store: Store,
+    checkpoint: dict[str, Any],
+    data_digest: str,
+    options: HessianOptions,
+    shard: tuple[int, int] | None,
+) -> pd.DataFrame | None:
+    """The table (or share) asked for, made from what the store holds under another split of
+    the same work: a share cut from the whole table, or the whole merged from every share of
+    some split. None if the store holds neither; then it must be computed."""
+    if shard is not None:
+        whole = store.get("hessian", hessian_key(checkpoint, data_digest, options)[0])
+        if whole is None:
+            return None
+        return share_of_table(pd.read_parquet(whole.path / TABLE), options, shard)
+    _, wanted = hessian_key(checkpoint, data_digest, options)
+    splits: dict[int, dict[int, Entry]] = {}
+    for entry in store.entries():
+        spec = dict(entry.record.get("spec", {}))
+        split = spec.pop("shard", None)
+        same = spec == wanted["spec"] and entry.record["inputs"] == wanted["inputs"]
+        if entry.kind == "hessian" and split and same:
+            splits.setdefault(split[1], {})[split[0]] = entry
+    for count, shares in sorted(splits.items()):
+        if len(shares) == count:
+            parts = [pd.read_parquet(shares[i].path / TABLE) for i in range(count)]
+            return merge_hessian_tables(parts)
+    return None
 
 
 def hessian_job_table(

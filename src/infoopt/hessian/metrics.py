@@ -221,6 +221,32 @@ def merge_hessian_tables(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
     return table.astype(merged.dtypes.to_dict())
 
 
+def share_of_table(
+    table: pd.DataFrame, options: HessianOptions, shard: tuple[int, int]
+) -> pd.DataFrame:
+    """The partial table that share ``shard`` of :func:`shard_plan` computes, cut from a whole
+    table (so that a change of ``shards`` costs no product already computed): merging the
+    shares cut from a table gives that table back (``seconds`` all in the global share)."""
+    index, count = shard
+    is_global = (table["block"] == GLOBAL).to_numpy()
+    numels = table.loc[~is_global, "numel"].tolist()
+    blocks, global_share = shard_plan(numels, options, count)[index]
+    part = table.copy()  # None below: NaN in float columns, NA in nullable ones
+    others = [b for b in range(len(numels)) if b not in blocks]
+    spectral = ["k", "subtrace", "lambda_min", "lambda_max", "entropy", "gap", "positive"]
+    part.loc[others, spectral] = None
+    part.loc[is_global, ["positive_ratio", "sharpness", "gap_mean", "gap_std", "gap_blocks"]] = (
+        pd.NA
+    )
+    part.loc[is_global, "block_products"] = table.loc[blocks, "k"].sum()
+    if not global_share:
+        part[["trace", "trace_se"]] = None
+        lanczos = ["lambda_max", "lanczos_products", "lanczos_residual", "lanczos_converged"]
+        part.loc[is_global, lanczos] = None
+        part.loc[is_global, ["full_products", "seconds"]] = 0
+    return part.astype(table.dtypes.to_dict()).assign(shard=index, shards=count)
+
+
 def _aggregation(table: pd.DataFrame) -> str:
     return str(table["option_aggregation"].iloc[0])
 
