@@ -119,7 +119,7 @@ SMOKE = ("--cores", "2", "--workflow-profile", "workflow/profiles/smoke")
 def smoke(tmp_path_factory) -> Path:
     """The smoke workflow, run once to the end; tests that change it work on a copy."""
     workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
-    snakemake(workdir, *SMOKE)
+    snakemake(workdir, *SMOKE, timeout=1800)
     return workdir
 
 
