@@ -405,12 +405,14 @@ def test_full_table_is_seeded_and_micro_batching_changes_nothing():
     first = checkpoint_hessian_table(model, x, y, options).drop(columns="seconds")
     second = checkpoint_hessian_table(model, x, y, options).drop(columns="seconds")
     pd.testing.assert_frame_equal(first, second)
-    micro = HessianOptions(**(vars(options) | {"micro_batch_size": 5, "vector_batch": 3}))
-    third = checkpoint_hessian_table(model, x, y, micro).drop(columns="seconds")
     option_columns = [c for c in first.columns if c.startswith("option_")]
-    pd.testing.assert_frame_equal(
-        first.drop(columns=option_columns), third.drop(columns=option_columns), rtol=1e-9
-    )
+    # Micro-batches of 5, all kept; then a zero budget: one image per micro-batch, all rebuilt.
+    for changed in ({"micro_batch_size": 5, "vector_batch": 3}, {"memory_budget_gb": 0.0}):
+        micro = HessianOptions(**(vars(options) | changed))
+        third = checkpoint_hessian_table(model, x, y, micro).drop(columns="seconds")
+        pd.testing.assert_frame_equal(
+            first.drop(columns=option_columns), third.drop(columns=option_columns), rtol=1e-9
+        )
     summary = first[first["block"] == GLOBAL].iloc[0]
     assert summary["block_products"] == first["k"].sum()
     assert summary["full_products"] == 6 + summary["lanczos_products"]
@@ -453,6 +455,11 @@ def test_bad_options_name_the_valid_ones():
         HessianOptions(dtype="float16")
     with pytest.raises(ValueError, match="max_k must be positive"):
         HessianOptions(max_k=0)
+    with pytest.raises(ValueError, match="memory_budget_gb must be >= 0, got -1"):
+        HessianOptions(memory_budget_gb=-1)
+    model, (x, y) = make_model("mlp"), make_data()
+    with pytest.raises(ValueError, match="memory_budget_gb must be >= 0, got nan"):
+        HessianOperator(model, x, y, memory_budget_gb=math.nan)
 
 
 def test_missing_table_has_every_block_and_no_numbers():
