@@ -90,8 +90,9 @@ def plan_micro_batches(
     During a call the operator holds its kept graphs, the graph being rebuilt (if any) and the
     temporaries of one double-backward through one micro-batch. Those make a gradient for each
     saved tensor and free them as they go; we count them as ``vector_batch`` times the
-    micro-batch's graph (peak RSS of a product on CPU is 0.8x the graph for ResNet18, 1.1x for
-    the ViT). Without a budget every micro-batch is kept, by default as one.
+    micro-batch's graph. The allocator adds its own overhead: on CPU the peak RSS above the
+    baseline was 1.2x (ResNet18) and 1.3x (ViT) the budget (``benchmarks/hessian_memory.py``).
+    Without a budget every micro-batch is kept, by default as one.
     """
     if budget_bytes is None:
         size = num_samples if size is None else min(size, num_samples)
