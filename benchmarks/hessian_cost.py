@@ -1,7 +1,8 @@
 """Cost of our Hessian computations against baselines, side by side on the same model and data.
 
 (a) one gradient vs one Hessian-vector product (ours: double-backward through the kept
-    create_graph gradient; also one that rebuilds the graph, as a micro-batched run pays);
+    create_graph gradient; also one that rebuilds the graph, as a run pays for the micro-batches
+    its memory budget cannot keep);
     goal: HVP <= 1.6x a gradient on CPU for a small CNN.
 (b) every block's K x K sub-Hessian: ours (block-restricted products through one kept graph,
     looped or vmapped) vs K separate full-model HVPs with zero-padded unit vectors per block;
@@ -115,7 +116,9 @@ def part_a(model, x, y, device, repeats) -> None:
         return torch.autograd.grad(F.cross_entropy(model(x), y), params)
 
     kept = HessianOperator(model, x, y, device=device)
-    rebuilt = HessianOperator(model, x, y, device=device, micro_batch_size=len(y) // 2)
+    rebuilt = HessianOperator(
+        model, x, y, device=device, micro_batch_size=len(y) // 2, memory_budget_gb=0.0
+    )
     v = torch.randn(1, kept.space.dim, generator=torch.Generator().manual_seed(1)).to(device)
     t_grad, t_kept, t_rebuilt = interleaved_times(
         [gradient, lambda: kept.matmul(v), lambda: rebuilt.matmul(v)], device, 5 * repeats
@@ -258,7 +261,12 @@ def part_d(device, args) -> None:
         torch.manual_seed(0)
         model = build_model(arch, num_classes=10, in_channels=3, image_size=32, options=options)
         operator = HessianOperator(
-            model, x, y, device=device, micro_batch_size=args.micro_batch_size
+            model,
+            x,
+            y,
+            device=device,
+            micro_batch_size=args.micro_batch_size,
+            memory_budget_gb=args.memory_budget_gb,
         )
         space = operator.space
         ks = [min(numel, args.max_k) for numel in space.numels]
@@ -305,6 +313,9 @@ def main() -> None:
     parser.add_argument("--eval-size", type=int, default=2048, help="(d): the paper's eval set")
     parser.add_argument("--measure-size", type=int, default=None, help="(d): default 32 on CPU")
     parser.add_argument("--micro-batch-size", type=int, default=None, help="(d)")
+    parser.add_argument(
+        "--memory-budget-gb", type=float, default=None, help="(d): GiB (default: unbounded)"
+    )
     parser.add_argument("--probes", type=int, default=100, help="(d)")
     parser.add_argument("--lanczos-iters", type=int, default=30, help="(d)")
     parser.add_argument("--parts", default="abcd")

@@ -25,7 +25,14 @@ from infoopt.checkpoint import CheckpointError, save_checkpoint
 from infoopt.cli import main
 from infoopt.hessian.aggregate import aggregate_blocks
 from infoopt.hessian.blocks import block_coordinates, sub_hessians
-from infoopt.hessian.hvp import HessianOperator
+from infoopt.hessian.hvp import (
+    GIB,
+    PROBE_IMAGES,
+    Footprint,
+    HessianOperator,
+    MicroBatchPlan,
+    plan_micro_batches,
+)
 from infoopt.hessian.metrics import GLOBAL, checkpoint_hessian_table, missing_hessian_table
 from infoopt.hessian.options import HessianOptions
 from infoopt.hessian.space import ParameterSpace
@@ -137,6 +144,128 @@ def test_products_equal_the_dense_hessian(case, micro_batch_size, vector_batch):
             operator.block_matmul(b, block), expected, rtol=1e-10, atol=1e-12
         )
     assert operator.full_products == 5
+
+
+# An injected footprint of 1000 bytes per image and none per micro-batch makes the plans of the
+# 10 test images exact: (budget in bytes, explicit size) -> (size, count, kept).
+KILOBYTE_IMAGES = Footprint(per_image=1000, per_batch=0)
+PLANS = {
+    "one batch": ((20_000, None), (10, 1, 1)),
+    "two kept": ((15_000, None), (5, 2, 2)),
+    "many, some kept": ((8_000, None), (1, 10, 6)),
+    "many, none kept": ((0, None), (1, 10, 0)),
+    "given size, half kept": ((12_000, 3), (3, 4, 2)),
+}
+
+
+def budgeted(model, x, y, budget_bytes, size, **kwargs) -> HessianOperator:
+    return HessianOperator(
+        model,
+        x,
+        y,
+        micro_batch_size=size,
+        memory_budget_gb=budget_bytes / GIB,
+        footprint=KILOBYTE_IMAGES,
+        **kwargs,
+    )
+
+
+@pytest.mark.parametrize(
+    ("footprint", "budget", "options", "plan"),
+    [
+        (None, None, {}, (10, 1, 1)),
+        (None, None, {"size": 3}, (3, 4, 4)),
+        *((KILOBYTE_IMAGES, b, {"size": s}, plan) for (b, s), plan in PLANS.values()),
+        # Two vectors per double-backward double its temporaries: two micro-batches fit.
+        (KILOBYTE_IMAGES, 20_000, {"vector_batch": 2}, (5, 2, 2)),
+        # A gradient per kept micro-batch: the fewest that fit are five, not two.
+        (Footprint(per_image=1000, per_batch=500), 16_000, {}, (2, 5, 5)),
+        (Footprint(per_image=0, per_batch=500), 1_000, {}, (10, 1, 1)),
+    ],
+)
+def test_budgets_plan_micro_batches(footprint, budget, options, plan):
+    assert plan_micro_batches(10, footprint, budget, **options) == MicroBatchPlan(*plan)
+
+
+@pytest.mark.parametrize("plan", PLANS)
+def test_budgeted_products_equal_the_dense_hessian(case, plan):
+    model, x, y, hessian = case
+    (budget, size), expected = PLANS[plan]
+    operator = budgeted(model, x, y, budget, size, dtype="float64")
+    assert (operator.plan.size, operator.plan.count, operator.plan.kept) == expected
+    assert len(operator.micro_batches) == expected[1]
+    vectors = torch.randn(
+        3, len(hessian), dtype=torch.float64, generator=torch.Generator().manual_seed(5)
+    )
+    for _ in range(2):  # the second call reuses the kept graphs
+        torch.testing.assert_close(
+            operator.matmul(vectors), vectors @ hessian, rtol=1e-10, atol=1e-12
+        )
+    for b in range(len(operator.space)):
+        block = vectors[:, operator.space.offsets[b] :][:, : operator.space.numels[b]]
+        expected_block = block @ diagonal_block(hessian, operator.space, b)
+        torch.testing.assert_close(
+            operator.block_matmul(b, block), expected_block, rtol=1e-10, atol=1e-12
+        )
+    assert len(operator._kept) == operator.plan.kept
+
+
+def test_kept_and_rebuilt_micro_batches_match_one_batch(case):
+    model, x, y, _ = case
+    dim, first = ParameterSpace.of(model).dim, ParameterSpace.of(model).numels[0]
+    vectors = torch.randn(4, dim, generator=torch.Generator().manual_seed(6))
+
+    def products(operator: HessianOperator) -> list[torch.Tensor]:
+        return [operator.matmul(vectors), operator.block_matmul(0, vectors[:, :first])]
+
+    one = products(HessianOperator(model, x, y, vector_batch=2))
+    kept = products(HessianOperator(model, x, y, micro_batch_size=3, vector_batch=2))
+    # Micro-batches of 3 with two vectors per call: 2 of 4 kept, then none kept.
+    for budget, count in ((15_000, 2), (0, 0)):
+        operator = budgeted(model, x, y, budget, 3, vector_batch=2)
+        for _ in range(2):  # building the kept graphs, then reusing them
+            for product, reference, same in zip(products(operator), one, kept, strict=True):
+                torch.testing.assert_close(product, reference, rtol=1e-5, atol=1e-6)
+                # The same micro-batches sum to the same bits, kept or rebuilt.
+                torch.testing.assert_close(product, same, rtol=0, atol=0)
+        assert len(operator._kept) == count
+
+
+def saved_storage_bytes(grads, alive: set[int]) -> int:
+    """Bytes of the distinct storages (not in ``alive``) that the nodes of the graph behind
+    ``grads`` save, found by walking it through their ``_saved_*`` attributes."""
+    saved, visited = {}, set()
+    nodes = [g.grad_fn for g in grads if g is not None]
+    while nodes:
+        node = nodes.pop()
+        if node is None or node in visited:
+            continue
+        visited.add(node)
+        for name in dir(node):
+            if name.startswith("_saved_"):
+                value = getattr(node, name)
+                for item in value if isinstance(value, tuple | list) else (value,):
+                    if isinstance(item, torch.Tensor):
+                        storage = item.untyped_storage()
+                        if storage.data_ptr() not in alive:
+                            saved[storage.data_ptr()] = storage.nbytes()
+        nodes.extend(next_node for next_node, _ in node.next_functions)
+    return sum(saved.values())
+
+
+def test_footprint_is_what_the_kept_graph_saves(case):
+    model, x, y, _ = case
+    operator = HessianOperator(model, x, y, memory_budget_gb=1.0)
+    footprint = operator.footprint
+    assert footprint.per_batch == sum(p.numel() * 4 for p in model.parameters())
+    alive = {
+        t.untyped_storage().data_ptr()
+        for t in (*operator.model.parameters(), *operator.model.buffers(), operator.x, operator.y)
+    }
+    walked = saved_storage_bytes(operator._build(slice(0, PROBE_IMAGES)), alive)
+    # The probe also sees what only the loss saves (its few bytes die with it).
+    assert walked <= footprint.per_image * PROBE_IMAGES <= walked + 16
+    assert operator.plan == MicroBatchPlan(10, 1, 1)  # 1 GiB holds these graphs
 
 
 def test_float32_products_are_close_to_the_float64_hessian(case):
@@ -276,12 +405,14 @@ def test_full_table_is_seeded_and_micro_batching_changes_nothing():
     first = checkpoint_hessian_table(model, x, y, options).drop(columns="seconds")
     second = checkpoint_hessian_table(model, x, y, options).drop(columns="seconds")
     pd.testing.assert_frame_equal(first, second)
-    micro = HessianOptions(**(vars(options) | {"micro_batch_size": 5, "vector_batch": 3}))
-    third = checkpoint_hessian_table(model, x, y, micro).drop(columns="seconds")
     option_columns = [c for c in first.columns if c.startswith("option_")]
-    pd.testing.assert_frame_equal(
-        first.drop(columns=option_columns), third.drop(columns=option_columns), rtol=1e-9
-    )
+    # Micro-batches of 5, all kept; then a zero budget: one image per micro-batch, all rebuilt.
+    for changed in ({"micro_batch_size": 5, "vector_batch": 3}, {"memory_budget_gb": 0.0}):
+        micro = HessianOptions(**(vars(options) | changed))
+        third = checkpoint_hessian_table(model, x, y, micro).drop(columns="seconds")
+        pd.testing.assert_frame_equal(
+            first.drop(columns=option_columns), third.drop(columns=option_columns), rtol=1e-9
+        )
     summary = first[first["block"] == GLOBAL].iloc[0]
     assert summary["block_products"] == first["k"].sum()
     assert summary["full_products"] == 6 + summary["lanczos_products"]
@@ -324,6 +455,11 @@ def test_bad_options_name_the_valid_ones():
         HessianOptions(dtype="float16")
     with pytest.raises(ValueError, match="max_k must be positive"):
         HessianOptions(max_k=0)
+    with pytest.raises(ValueError, match="memory_budget_gb must be >= 0, got -1"):
+        HessianOptions(memory_budget_gb=-1)
+    model, (x, y) = make_model("mlp"), make_data()
+    with pytest.raises(ValueError, match="memory_budget_gb must be >= 0, got nan"):
+        HessianOperator(model, x, y, memory_budget_gb=math.nan)
 
 
 def test_missing_table_has_every_block_and_no_numbers():

@@ -3,8 +3,15 @@
 The loss is ``L(θ) = (1/N) Σ_i CE(f_θ(x_i), y_i)`` with the model in eval mode (BatchNorm uses
 its running statistics, dropout is off), so L is a weighted sum of per-micro-batch means
 ``L = Σ_m (N_m / N) L_m`` and ``Hv = Σ_m (N_m / N) H_m v`` holds exactly: micro-batching only
-bounds memory. Each micro-batch's gradient is built once with ``create_graph=True`` and every
-product double-backwards through it; with a single micro-batch that graph is kept between calls.
+bounds memory. Every product double-backwards through each micro-batch's gradient, built with
+``create_graph=True``.
+
+Memory: that graph holds every activation of its micro-batch (9 MiB per CIFAR image for
+ResNet18, 18 MiB for the ViT), far more than the model. Under a memory budget the operator
+measures the graph's bytes per image on a few images (:class:`Footprint`), plans the
+micro-batch size from them (:func:`plan_micro_batches`), keeps the graphs of as many
+micro-batches as fit between calls and rebuilds the others on every call. Without a budget
+everything is kept, as fast as it gets; with a tiny one each image is rebuilt on every call.
 
 Two kinds of product:
 
@@ -16,13 +23,16 @@ Two kinds of product:
 ``vector_batch`` vectors go through one double-backward together (``torch.func.vmap`` over
 ``torch.autograd.grad``, which has real batching rules for convolutions and BatchNorm, unlike
 ``is_grads_batched``'s legacy vmap); ``vector_batch=1`` loops over the vectors instead, which is
-faster on CPU (see ``benchmarks/hessian_cost.py``).
+faster on CPU (see ``benchmarks/hessian_cost.py``). A rebuilt graph serves every vector of one
+call, so its cost is shared by a call's vectors.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -33,6 +43,84 @@ from infoopt.hessian.options import DTYPE_NAMES
 from infoopt.hessian.space import ParameterSpace
 
 DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
+GIB = 2**30
+# Images of the footprint's probe: enough that the few tensors saved once per graph (scalars,
+# BatchNorm's per-channel scales) barely count, few enough to cost well under a product.
+PROBE_IMAGES = 4
+# When not every micro-batch can be kept, the one being rebuilt and multiplied may take this
+# share of the budget: smaller micro-batches would leave more of it to kept graphs, but each
+# costs a pass of its own and a gradient-sized tensor when kept.
+IN_FLIGHT_SHARE = 0.25
+
+
+@dataclass(frozen=True)
+class Footprint:
+    """The bytes that a micro-batch's create-graph gradient keeps alive: ``per_image`` for
+    each of its images (the tensors its graph saves) and ``per_batch`` (the gradient itself,
+    one tensor per parameter)."""
+
+    per_image: float
+    per_batch: float
+
+    def graph(self, size: int) -> float:
+        return size * self.per_image + self.per_batch
+
+
+@dataclass(frozen=True)
+class MicroBatchPlan:
+    """``count`` micro-batches of ``size`` images (the last may have fewer); the first ``kept``
+    keep their graphs between calls, the others are rebuilt on every call."""
+
+    size: int
+    count: int
+    kept: int
+
+
+def plan_micro_batches(
+    num_samples: int,
+    footprint: Footprint | None,
+    budget_bytes: float | None,
+    *,
+    vector_batch: int = 1,
+    size: int | None = None,
+) -> MicroBatchPlan:
+    """The fewest micro-batches whose graphs all fit ``budget_bytes``; else micro-batches
+    sized by :data:`IN_FLIGHT_SHARE`, as many kept as fit. ``size`` overrides the size.
+
+    During a call the operator holds its kept graphs, the graph being rebuilt (if any) and the
+    temporaries of one double-backward through one micro-batch. Those make a gradient for each
+    saved tensor and free them as they go; we count them as ``vector_batch`` times the
+    micro-batch's graph. The allocator adds its own overhead: on CPU the peak RSS above the
+    baseline was 1.2x (ResNet18) and 1.3x (ViT) the budget (``benchmarks/hessian_memory.py``).
+    Without a budget every micro-batch is kept, by default as one.
+    """
+    if budget_bytes is None:
+        size = num_samples if size is None else min(size, num_samples)
+        count = math.ceil(num_samples / size)
+        return MicroBatchPlan(size, count, count)
+    if footprint is None:
+        raise ValueError("a memory budget needs the graph's footprint")
+
+    def fits_kept(size: int) -> bool:
+        graph = footprint.graph(size)
+        return math.ceil(num_samples / size) * graph + vector_batch * graph <= budget_bytes
+
+    if size is None:
+        sizes = (math.ceil(num_samples / count) for count in range(1, num_samples + 1))
+        size = next((s for s in sizes if fits_kept(s)), None)
+    if size is None:
+        room = IN_FLIGHT_SHARE * budget_bytes / (1 + vector_batch) - footprint.per_batch
+        largest = int(room // footprint.per_image) if footprint.per_image > 0 else num_samples
+        # As many micro-batches as that size needs, as equal as they can be.
+        size = math.ceil(num_samples / math.ceil(num_samples / max(largest, 1)))
+    size = min(size, num_samples)
+    count = math.ceil(num_samples / size)
+    if fits_kept(size):
+        return MicroBatchPlan(size, count, count)
+    graph = footprint.graph(size)
+    # What stays after the double-backward's temporaries and the graph being rebuilt.
+    kept = math.floor((budget_bytes - vector_batch * graph) / graph) - 1
+    return MicroBatchPlan(size, count, min(max(kept, 0), count))
 
 
 class AffineBatchNorm(nn.Module):
@@ -84,7 +172,10 @@ class HessianOperator:
     """The Hessian of the mean cross-entropy of ``model`` on ``(x, y)``, as products with vectors.
 
     Works on a copy of ``model`` cast to ``dtype`` on ``device`` (default: ``x``'s device) and
-    put in eval mode; the caller's model is left untouched. ``full_products`` and
+    put in eval mode; the caller's model is left untouched. ``memory_budget_gb`` (GiB, None:
+    unbounded) bounds the graphs it holds: ``plan`` says how it micro-batches the data and
+    how many micro-batches keep their graphs; ``footprint`` is measured (injectable, for
+    tests); ``micro_batch_size`` overrides the planned size. ``full_products`` and
     ``block_products`` count the vectors multiplied so far.
     """
 
@@ -95,6 +186,8 @@ class HessianOperator:
         y: torch.Tensor,
         *,
         micro_batch_size: int | None = None,
+        memory_budget_gb: float | None = None,
+        footprint: Footprint | None = None,
         vector_batch: int = 1,
         dtype: str | torch.dtype = torch.float32,
         device: str | torch.device | None = None,
@@ -103,6 +196,8 @@ class HessianOperator:
             raise ValueError(f"need as many labels as inputs (> 0), got {len(x)} and {len(y)}")
         if micro_batch_size is not None and micro_batch_size < 1:
             raise ValueError(f"micro_batch_size must be positive, got {micro_batch_size}")
+        if memory_budget_gb is not None and not memory_budget_gb >= 0:
+            raise ValueError(f"memory_budget_gb must be >= 0, got {memory_budget_gb}")
         if vector_batch < 1:
             raise ValueError(f"vector_batch must be positive, got {vector_batch}")
         self.dtype = resolve_dtype(dtype)
@@ -114,9 +209,16 @@ class HessianOperator:
         self.x = x.to(self.device, self.dtype) if x.is_floating_point() else x.to(self.device)
         self.y = y.to(self.device)
         self.vector_batch = vector_batch
-        size = len(y) if micro_batch_size is None else min(micro_batch_size, len(y))
+        budget = None if memory_budget_gb is None else memory_budget_gb * GIB
+        if budget is not None and footprint is None:
+            footprint = self._measure_footprint()
+        self.footprint = footprint
+        self.plan = plan_micro_batches(
+            len(y), footprint, budget, vector_batch=vector_batch, size=micro_batch_size
+        )
+        size = self.plan.size
         self.micro_batches = [slice(start, start + size) for start in range(0, len(y), size)]
-        self._kept: list[torch.Tensor | None] | None = None
+        self._kept: dict[int, list[torch.Tensor | None]] = {}
         self.full_products = 0
         self.block_products = 0
 
@@ -129,54 +231,100 @@ class HessianOperator:
         weight = len(self.y[batch]) / self.num_samples
         return F.cross_entropy(self.model(self.x[batch]), self.y[batch]) * weight
 
-    def _gradients(self, batch: slice) -> list[torch.Tensor | None]:
+    def _build(self, batch: slice) -> list[torch.Tensor | None]:
         """``∂L_m/∂θ`` with its graph; None for a block whose gradient is constant in θ."""
-        if self._kept is not None:
-            return self._kept
         with sdpa_kernel(SDPBackend.MATH):
             grads = torch.autograd.grad(
                 self._batch_loss(batch), self.params, create_graph=True, allow_unused=True
             )
-        grads = [g if g is not None and g.requires_grad else None for g in grads]
-        if len(self.micro_batches) == 1:
-            self._kept = grads
-        return grads
+        return [g if g is not None and g.requires_grad else None for g in grads]
+
+    def _gradients(self, index: int) -> list[torch.Tensor | None]:
+        """Micro-batch ``index``'s gradient: kept from an earlier call, or built (and kept if
+        the plan keeps it)."""
+        if index not in self._kept:
+            grads = self._build(self.micro_batches[index])
+            if index >= self.plan.kept:
+                return grads
+            self._kept[index] = grads
+        return self._kept[index]
+
+    def _measure_footprint(self) -> Footprint:
+        """The graph's bytes per image: what the tensors saved by a create-graph gradient of the
+        first :data:`PROBE_IMAGES` images occupy (their storages, each once, less those of the
+        parameters, buffers and data, which live anyway), divided by their number.
+
+        Saved tensors are what a kept graph holds, on any device, counted exactly, whatever the
+        allocator did before; differences of ``torch.cuda.memory_allocated`` exist on CUDA only,
+        and RSS differences on CPU follow the allocator's reuse of freed memory. The allocator's
+        own overhead (CPU heap fragmentation, CUDA's cache) comes on top of the budget:
+        ``benchmarks/hessian_memory.py`` measures the peak RSS it leads to.
+        """
+        alive = {
+            tensor.untyped_storage().data_ptr()
+            for tensor in (*self.model.parameters(), *self.model.buffers(), self.x, self.y)
+        }
+        saved: dict[int, int] = {}
+
+        def pack(tensor: torch.Tensor) -> torch.Tensor:
+            storage = tensor.untyped_storage()
+            if storage.data_ptr() not in alive:
+                saved[storage.data_ptr()] = storage.nbytes()
+            return tensor
+
+        size = min(PROBE_IMAGES, self.num_samples)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            self._build(slice(0, size))
+        gradients = sum(p.numel() * p.element_size() for p in self.params)
+        return Footprint(per_image=sum(saved.values()) / size, per_batch=gradients)
+
+    def _add_products(
+        self,
+        index: int,
+        blocks: Sequence[int],
+        cotangents: Sequence[torch.Tensor],
+        params: Sequence[torch.Tensor],
+        sums: list[torch.Tensor],
+    ) -> None:
+        """Add micro-batch ``index``'s ``∂/∂θ_inputs Σ_b <∂L_m/∂θ_b, v_b>`` to ``sums``; a
+        graph built here and not kept is freed on return, before the next one is built."""
+        grads = self._gradients(index)
+        live = [
+            (grads[b], v) for b, v in zip(blocks, cotangents, strict=True) if grads[b] is not None
+        ]
+        if not live:
+            return  # these gradients do not depend on θ: zero curvature
+        outputs = [g for g, _ in live]
+
+        def product(*vectors: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            return torch.autograd.grad(
+                outputs, params, vectors, retain_graph=True, materialize_grads=True
+            )
+
+        count = len(cotangents[0])
+        with sdpa_kernel(SDPBackend.MATH):
+            for start in range(0, count, self.vector_batch):
+                stop = min(start + self.vector_batch, count)
+                if stop - start == 1:
+                    parts = product(*(v[start] for _, v in live))
+                    for total, part in zip(sums, parts, strict=True):
+                        total[start] += part
+                else:
+                    parts = torch.func.vmap(product)(*(v[start:stop] for _, v in live))
+                    for total, part in zip(sums, parts, strict=True):
+                        total[start:stop] += part
 
     def _accumulate(
         self, blocks: Sequence[int], cotangents: Sequence[torch.Tensor], inputs: Sequence[int]
     ) -> list[torch.Tensor]:
         """``Σ_m ∂/∂θ_inputs Σ_b <∂L_m/∂θ_b, v_b>`` over ``blocks`` for a batch of cotangents
-        ``v_b`` (V, *shape_b) each: one (V, *shape) tensor per input block."""
+        ``v_b`` (V, *shape_b) each: one (V, *shape) tensor per input block, summed over the
+        micro-batches in order, kept or rebuilt alike."""
         count = len(cotangents[0])
         params = [self.params[i] for i in inputs]
         sums = [torch.zeros(count, *p.shape, device=self.device, dtype=self.dtype) for p in params]
-        for batch in self.micro_batches:
-            grads = self._gradients(batch)
-            live = [
-                (grads[b], v)
-                for b, v in zip(blocks, cotangents, strict=True)
-                if grads[b] is not None
-            ]
-            if not live:
-                continue  # these gradients do not depend on θ: zero curvature
-            outputs = [g for g, _ in live]
-
-            def product(*vectors: torch.Tensor, outputs: list[torch.Tensor] = outputs):
-                return torch.autograd.grad(
-                    outputs, params, vectors, retain_graph=True, materialize_grads=True
-                )
-
-            with sdpa_kernel(SDPBackend.MATH):
-                for start in range(0, count, self.vector_batch):
-                    stop = min(start + self.vector_batch, count)
-                    if stop - start == 1:
-                        parts = product(*(v[start] for _, v in live))
-                        for total, part in zip(sums, parts, strict=True):
-                            total[start] += part
-                    else:
-                        parts = torch.func.vmap(product)(*(v[start:stop] for _, v in live))
-                        for total, part in zip(sums, parts, strict=True):
-                            total[start:stop] += part
+        for index in range(len(self.micro_batches)):
+            self._add_products(index, blocks, cotangents, params, sums)
         return sums
 
     def matmul(self, vectors: torch.Tensor) -> torch.Tensor:

@@ -128,6 +128,7 @@ def checkpoint_hessian_table(
         x,
         y,
         micro_batch_size=options.micro_batch_size,
+        memory_budget_gb=options.memory_budget_gb,
         vector_batch=options.vector_batch,
         dtype=options.dtype,
         device=device,
