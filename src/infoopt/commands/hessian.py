@@ -80,6 +80,7 @@ def run(args: argparse.Namespace) -> int:
         from_other_split,
         hessian_job_table,
         hessian_key,
+        job_options,
     )
     from infoopt.hessian.metrics import GLOBAL, merge_hessian_tables
     from infoopt.hessian.options import HessianOptions
@@ -90,14 +91,9 @@ def run(args: argparse.Namespace) -> int:
     apply_threads(args)
     checkpoint = load_checkpoint(args.checkpoint)
     check_checkpoint(checkpoint, args.checkpoint)
-    # Defaults, then --spec, then flags; the seed defaults to the run's.
-    values = {"seed": checkpoint.get("seed", 0)} | (parse_spec(args.spec) if args.spec else {})
-    fields = {option.name for option in dataclasses.fields(HessianOptions)}
-    unknown = sorted(set(values) - fields)
-    if unknown:
-        raise ValueError(f"--spec: unknown Hessian option(s) {', '.join(unknown)}")
-    values |= {name: getattr(args, name) for name in fields if getattr(args, name) is not None}
-    options = HessianOptions(**values)
+    flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(HessianOptions)}
+    spec = parse_spec(args.spec) if args.spec else {}
+    options = job_options(checkpoint, spec, flags)
     data_digest = array_digest(args.data)
     key, description = hessian_key(checkpoint, data_digest, options, args.shard)
     store = Store(args.store)

@@ -39,6 +39,19 @@ def check_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> None:
         raise CheckpointError(f"checkpoint {path} lacks {missing}")
 
 
+def job_options(
+    checkpoint: dict[str, Any], spec: dict[str, Any], flags: dict[str, Any]
+) -> HessianOptions:
+    """The options of a job: defaults, then ``spec`` (the config's ``hessian`` section), then
+    the ``flags`` given (None: not given); the seed is the run's unless set."""
+    names = {option.name for option in dataclasses.fields(HessianOptions)}
+    unknown = sorted(set(spec) - names)
+    if unknown:
+        raise ValueError(f"--spec: unknown Hessian option(s) {', '.join(unknown)}")
+    given = {name: value for name, value in flags.items() if value is not None}
+    return HessianOptions(**{"seed": checkpoint.get("seed", 0)} | spec | given)
+
+
 def hessian_key(
     checkpoint: dict[str, Any],
     data_digest: str,
