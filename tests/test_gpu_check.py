@@ -1,0 +1,52 @@
+"""The GPU check runs end to end on the CPU at reduced sizes (the CUDA run is for a lent GPU)."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from conftest import REPO
+
+REDUCED = [
+    "--device", "cpu", "--threads", "1", "--steps", "1", "--warmup", "0", "--batch", "4",
+    "--repeats", "1", "--product-images", "4", "--images", "8", "--sampled-blocks", "2",
+    "--gap-images", "4", "--gap-k", "2", "--gap-blocks", "3", "--no-compile",
+]  # fmt: skip
+
+
+def test_compiled_product_is_the_operators_product():
+    """The compiled path's math, through torch.compile's eager backend (no compiler needed)."""
+    import torch
+    from torch import nn
+
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    from gpu_check import forward_over_reverse
+
+    from infoopt.hessian.hvp import HessianOperator
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(12, 5), nn.Tanh(), nn.Linear(5, 3))
+    x, y = torch.randn(6, 3, 2, 2), torch.randint(0, 3, (6,))
+    operator = HessianOperator(model, x, y, dtype="float64")
+    v = torch.randn(1, operator.space.dim, dtype=torch.float64)
+    ours = torch.cat([t.flatten() for t in forward_over_reverse(operator, v, "eager")()])
+    torch.testing.assert_close(ours, operator.matmul(v)[0])
+
+
+def test_gpu_check_prints_every_part_on_cpu():
+    result = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks/gpu_check.py"), *REDUCED],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for arch in ("resnet18", "vit"):
+        assert re.search(rf"{arch}\s+fp32 batch\s+4:\s+\d+ images/s", out), out
+        assert re.search(rf"{arch}\s+bf16 batch\s+4:\s+\d+ images/s", out), out
+        assert re.search(rf"{arch}\s+gradient [\d.]+ s, HVP eager [\d.]+x", out), out
+        assert re.search(rf"{arch}\s+plan 8 x 1 images \(1 kept\), peak [\d.]+ GiB", out), out
+        assert re.search(rf"{arch}\s+3 blocks: max \|Δgap\| [\d.e+-]+", out), out
+    assert "h per checkpoint" in out
