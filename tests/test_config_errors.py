@@ -53,7 +53,7 @@ BAD = {
         "optimizers.sgd.arch_hparams.vit.lr: sgd: lr must be a number > 0",
     ),
     "nesterov-without-momentum": (
-        _sgd(nesterov=True),
+        _sgd(nesterov=True, momentum=0.0),
         "optimizers.sgd.hparams: sgd: Nesterov momentum requires a momentum",
     ),
     "option-type": (_vit(dim="wide"), "archs.vit.options.dim: model 'vit': option dim must be int"),
