@@ -77,7 +77,8 @@ def resolve_model_options(
     which allocates nothing. A ModelOptionError names the option.
     """
     valid = model_options(name)
-    options = dict(options or {})
+    # Integral floats as ints, as in every spec: `dim: 512.0` means `dim: 512`.
+    options = normalize(dict(options or {}))
     _check_names(name, options, valid)
     hints = typing.get_type_hints(MODELS[name])
     for option, value in options.items():
