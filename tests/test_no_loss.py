@@ -128,7 +128,8 @@ def test_upgraded_rules_and_newer_inputs_restore_from_the_store(smoke_copy):
     assert "restored from the store" in hessian_log.splitlines()[-1]
     after = tree_state(smoke_copy / RUN)
     assert {k: v[2] for k, v in after.items()} == {k: v[2] for k, v in before.items()}
-    assert all(after[k][1] > before[k][1] for k in after), "placed as new files"
+    replaced = [k for k in after if not k.startswith("hessian/") or k == "hessian/1.00.parquet"]
+    assert all(after[k][1] > before[k][1] for k in replaced), "placed as new files"
     assert "Nothing to be done" in planned(smoke_copy, HESSIAN)
 
 
