@@ -59,8 +59,8 @@ RUN = "results/runs/digits/resnet18/sgd/seed0"
 TRAIN_INPUTS = ("resources/data/digits.npz", "results/init/digits/resnet18/seed0.pt")
 # Upper bounds that turn a hung run (Snakemake waits forever on a job state it does not
 # understand) into a failure; the runs take a fraction of them.
-LOCAL_TIMEOUT = 300
-SLURM_TIMEOUT = 420
+LOCAL_TIMEOUT = 600
+SLURM_TIMEOUT = 900
 USABLE_NODE_STATES = {"idle", "mixed", "allocated", "completing"}
 
 
