@@ -3,8 +3,8 @@ tables and its figures.
 
 Runs of one architecture and seed share their initial weights and their data order, whatever
 the optimizer, so two optimizers' runs of the same seed are a pair. Every interval is a
-two-sided Student-t interval over seeds (:func:`t_interval`); every comparison with Lion is
-paired by seed (:func:`paired_comparison`), with two p-values:
+two-sided Student-t interval over seeds (:func:`infoopt.report.paired.t_interval`); every
+comparison with Lion is paired by seed (:func:`paired_comparison`), with two p-values:
 
 - ``p_ttest``: the paired t-test (the p-value of scipy's ``ttest_rel``), the test that matches
   the reported t-interval of the mean difference (p < 0.05 exactly when the 95 % interval
@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import json
 import math
-import warnings
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -34,13 +32,10 @@ from scipy import stats
 
 from infoopt.atomic import write_table, write_text
 from infoopt.report.figures import THEME, label, panels
+from infoopt.report.paired import CONFIDENCE, paired_differences, paired_t_pvalue, t_interval
 from infoopt.report.tables import metric_rows
 from infoopt.seeding import derive_seed
 
-if TYPE_CHECKING:
-    from scipy.stats._result_classes import TtestResult
-
-CONFIDENCE = 0.95
 # Above this many pairs the sign-flip test samples sign vectors instead of enumerating them.
 EXACT_SIGN_FLIPS = 16
 SIGN_FLIP_SAMPLES = 2**16
@@ -55,46 +50,6 @@ KAPPA_LABEL = "temperature κ (dimensionless, log scale)"
 
 
 # ----------------------------------------------------------------------------- statistics
-
-
-def _ttest(x: np.ndarray) -> TtestResult:
-    """scipy's one-sample t-test of mean 0 on ``x`` (two or more values). scipy warns of
-    precision loss when the values are (nearly) identical; its result is then still the
-    t-test's, of a zero or tiny ``s``, so that warning is silenced."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "Precision loss occurred", RuntimeWarning)
-        return stats.ttest_1samp(x, 0.0)
-
-
-def t_interval(
-    values: Iterable[float], confidence: float = CONFIDENCE
-) -> tuple[float, float, float]:
-    """(mean, low, high): ``mean ± t_{(1+confidence)/2, n−1} · s/√n`` with ``s`` the sample
-    standard deviation (scipy's ``ttest_1samp(...).confidence_interval``); the bounds are NaN
-    for fewer than two values, all three for none."""
-    x = np.asarray(list(values), dtype=float)
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must be in (0, 1), got {confidence}")
-    if len(x) == 0:
-        return math.nan, math.nan, math.nan
-    mean = float(x.mean())
-    if len(x) < 2:
-        return mean, math.nan, math.nan
-    interval = _ttest(x).confidence_interval(confidence_level=confidence)
-    return mean, float(interval.low), float(interval.high)
-
-
-def paired_t_pvalue(differences: Iterable[float]) -> float:
-    """Two-sided p-value of the paired t-test, t = mean(d)/(s_d/√n) with n − 1 degrees of
-    freedom (scipy's ``ttest_1samp`` of the differences). Differences that are all equal give
-    1 if they are 0 (no difference at all) and 0 otherwise; fewer than two give NaN."""
-    d = np.asarray(list(differences), dtype=float)
-    if len(d) < 2:
-        return math.nan
-    if not d.any():
-        # t = 0/0, which scipy gives as NaN.
-        return 1.0
-    return float(_ttest(d).pvalue)
 
 
 def sign_flip_pvalue(differences: Iterable[float]) -> float:
@@ -209,19 +164,13 @@ def paired_comparison(
             f"reference optimizer {reference!r} has no runs (have: "
             f"{', '.join(sorted(rows['optimizer'].unique()))})"
         )
-    ok = rows[(rows["status"] == "ok") & np.isfinite(rows["value"])]
     records = []
     for arch in sorted(rows["arch"].unique()):
-        # A row per seed, a column per optimizer (pivot: one run per arch, optimizer and seed).
-        per_seed = ok[ok["arch"] == arch].pivot(index="seed", columns="optimizer", values="value")
-        for optimizer in rows.loc[rows["arch"] == arch, "optimizer"].unique():
+        runs = rows[rows["arch"] == arch]
+        for optimizer in runs["optimizer"].unique():
             if optimizer == reference:
                 continue
-            if {optimizer, reference} <= set(per_seed.columns):
-                both = per_seed[[optimizer, reference]].dropna()
-                d = (both[optimizer] - both[reference]).to_numpy(dtype=float)
-            else:
-                d = np.array([])
+            d = paired_differences(runs, optimizer, reference).to_numpy(dtype=float)
             mean, low, high = t_interval(d, confidence)
             records.append(
                 {
