@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from infoopt.collect import collect_runs
-from infoopt.report.claims import CLAIMS, check_claims, side_by_side
+from infoopt.report.claims import side_by_side
 from infoopt.report.tables import COLUMNS, paper_table, paper_values, to_markdown
 
 
@@ -77,15 +77,11 @@ def test_paper_values_are_the_papers():
     assert paper[(4, "vit", "adam", 1.0)] == 0.32
 
 
-def test_claims_against_the_papers_own_numbers():
-    """Fed the paper's numbers, every ordering the paper claims is reproduced."""
+def test_side_by_side_puts_ours_beside_the_papers():
+    """Fed the paper's numbers as ours, every value sits beside itself."""
     paper = paper_values().assign(std=np.nan, n_seeds=1, n_diverged=0)
-    verdicts = check_claims(paper)
-    assert len(verdicts) == len(CLAIMS) and verdicts["reproduced"].all()
-    swapped = paper.assign(optimizer=paper["optimizer"].map({"sgd": "adam", "adam": "sgd"}))
-    assert not check_claims(swapped)["reproduced"].any()
     merged = side_by_side(paper)
-    assert (merged["paper"] == merged["ours"]).all()
+    assert len(merged) == len(paper) and (merged["paper"] == merged["ours"]).all()
 
 
 def test_collect_runs_reads_records_and_histories(tmp_path):
