@@ -132,6 +132,7 @@ def test_report_holds_every_table_and_figure_with_captions(workdir):
     tables = [
         f"results/tables/{name}.csv" for name in [*TABLES, "paper_comparison", "paper_claims"]
     ]
+    tables.append("results/figures/paper_claims.png")
     progress = [f"results/figures/{m}.png" for m in ["test_accuracy", *HESSIAN_METRICS]]
     progress.append("results/figures/block_gaps.png")
     correlation = [
@@ -155,7 +156,7 @@ def test_report_holds_every_table_and_figure_with_captions(workdir):
     }
     expected = {
         "results/tables/table4.csv": "Table 4 of the paper, from this run: entropy gap",
-        "results/tables/paper_claims.csv": "each marked reproduced or",
+        "results/tables/paper_claims.csv": "Verdict: reproduced where the interval excludes 0",
         "results/figures/top_eigenvalue.png": "The top eigenvalue of the full Hessian (Lanczos)",
         "results/figures/test_accuracy.png": "The test accuracy (Table 1) against training",
         "results/figures/block_gaps.png": "The entropy gap of every parameter block",

@@ -29,16 +29,23 @@ NOTEBOOKS.update(
 )
 NOTEBOOKS["paper_comparison"] = {
     "notebook": "paper_comparison",
-    "inputs": {"tables": [f"results/tables/table{n}.csv" for n in PAPER_TABLES]},
+    "inputs": {
+        "tables": [f"results/tables/table{n}.csv" for n in PAPER_TABLES],
+        # The claims' verdicts pair runs by seed: they read the per-seed values.
+        "training": "results/summary/paper/training.parquet",
+        "hessian": "results/summary/paper/hessian.parquet",
+    },
     "outputs": {
         "comparison": "results/tables/paper_comparison.csv",
         "claims": "results/tables/paper_claims.csv",
         "markdown": "results/tables/paper_claims.md",
+        "pdf": "results/figures/paper_claims.pdf",
+        "png": "results/figures/paper_claims.png",
     },
     "parameters": {},
     "report": {
         "category": "paper",
         "caption": "workflow/report/paper_comparison.rst",
-        "outputs": ["comparison", "claims"],
+        "outputs": ["comparison", "claims", "png"],
     },
 }
