@@ -16,7 +16,6 @@ from scipy.stats import t as student_t
 from conftest import REPO
 from infoopt.report.claims import (
     CLAIMS,
-    COLUMNS,
     VERDICT_COLORS,
     check_claims,
     claims_figure,
@@ -71,18 +70,23 @@ def only_row(table: pd.DataFrame) -> pd.Series:
     return table.iloc[0]
 
 
+def assert_paired_interval(row: pd.Series, differences: list[float]) -> None:
+    """The row's pairs, mean and interval are those of ``differences``, in closed form."""
+    assert row["n_pairs"] == len(differences)
+    assert (row["mean_difference"], row["ci_low"], row["ci_high"]) == pytest.approx(
+        closed_form_interval(np.array(differences)), rel=1e-9
+    )
+
+
 # --- compare_optimizers ---------------------------------------------------------------------
 
 
 def test_interval_and_p_value_are_the_closed_form_paired_t():
     a, b = [71.0, 74.5, 69.0], [70.0, 72.0, 68.5]
-    d = np.array(a) - np.array(b)  # 1.0, 2.5, 0.5
+    d = np.array([1.0, 2.5, 0.5])
     row = only_row(compare_optimizers(summary(pairs(a, b)), "test_accuracy", "a", "b", ">"))
+    assert_paired_interval(row, list(d))
     mean, low, high = closed_form_interval(d)
-    assert row["n_pairs"] == 3
-    assert (row["mean_difference"], row["ci_low"], row["ci_high"]) == pytest.approx(
-        (mean, low, high), rel=1e-12
-    )
     t = mean / (d.std(ddof=1) / np.sqrt(3))
     assert row["p_value"] == pytest.approx(2 * student_t.sf(abs(t), 2), rel=1e-10)
     assert (row["arch"], row["progress"], row["metric"]) == ("vit", 1.0, "test_accuracy")
@@ -108,8 +112,7 @@ def test_verdicts(differences, expected, outcome):
     b = [50.0, 60.0, 55.0]
     a = list(np.add(b, differences))
     row = only_row(compare_optimizers(summary(pairs(a, b)), "test_accuracy", "a", "b", expected))
-    _, low, high = closed_form_interval(np.array(differences))
-    assert (row["ci_low"], row["ci_high"]) == pytest.approx((low, high))
+    assert_paired_interval(row, differences)
     assert row["verdict"] == outcome
 
 
@@ -148,11 +151,7 @@ def test_runs_are_paired_by_seed_and_unpaired_seeds_are_dropped():
     values |= {("b", 2): 30.0, ("a", 1): 20.12, ("a", 2): 30.09, ("b", 1): 20.0}
     table = summary(values).sample(frac=1.0, random_state=0)
     row = only_row(compare_optimizers(table, "test_accuracy", "a", "b", ">"))
-    d = np.array([0.1, 0.12, 0.09])
-    assert row["n_pairs"] == 3
-    assert (row["mean_difference"], row["ci_low"], row["ci_high"]) == pytest.approx(
-        closed_form_interval(d)
-    )
+    assert_paired_interval(row, [0.1, 0.12, 0.09])
     assert row["verdict"] == "reproduced"
 
 
@@ -182,11 +181,7 @@ def test_diverged_runs_and_missing_values_are_left_out():
     values[("b", 3)] = None  # a finished run without a value
     table = summary(values, diverged=frozenset({("a", 4)}))
     row = only_row(compare_optimizers(table, "test_accuracy", "a", "b", ">"))
-    d = np.array([1.0, 1.5, 1.5])
-    assert row["n_pairs"] == 3
-    assert (row["mean_difference"], row["ci_low"], row["ci_high"]) == pytest.approx(
-        closed_form_interval(d)
-    )
+    assert_paired_interval(row, [1.0, 1.5, 1.5])
     assert row["verdict"] == "reproduced"
 
 
@@ -269,7 +264,22 @@ def claim_summary(seeds: int, swap: bool = False) -> pd.DataFrame:
 
 def test_claims_reproduced_from_per_seed_values_that_follow_the_paper():
     table = check_claims(claim_summary(seeds=3))
-    assert list(table.columns) == COLUMNS
+    assert list(table.columns) == [
+        "claim",
+        "metric",
+        "arch",
+        "progress",
+        "optimizer_a",
+        "optimizer_b",
+        "n_pairs",
+        "mean_difference",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "paper_direction",
+        "verdict",
+        "paper_difference",
+    ]
     assert list(dict.fromkeys(table["claim"])) == [claim.statement for claim in CLAIMS]
     final = table[table["progress"] == 1.0]
     assert len(final) == len(CLAIMS) and (final["verdict"] == "reproduced").all()

@@ -53,22 +53,6 @@ CLAIMS = (
         ">",
     ),
 )
-COLUMNS = [
-    "claim",
-    "metric",
-    "arch",
-    "progress",
-    "optimizer_a",
-    "optimizer_b",
-    "n_pairs",
-    "mean_difference",
-    "ci_low",
-    "ci_high",
-    "p_value",
-    "paper_direction",
-    "paper_difference",
-    "verdict",
-]
 VERDICT_COLORS = dict(
     zip(
         ("reproduced", "contradicted", "inconclusive"),
@@ -102,17 +86,17 @@ def check_claims(long: pd.DataFrame) -> pd.DataFrame:
         paper_difference = (paper[claim.a] - paper[claim.b]).rename("paper_difference")
         tables.append(
             result[result["arch"] == claim.arch]
+            .rename(columns={"expected": "paper_direction"})
             .merge(paper_difference.reset_index(), on=["metric", "arch", "progress"], how="left")
             .assign(claim=claim.statement)
-            .rename(columns={"expected": "paper_direction"})
         )
-    table = pd.concat(tables, ignore_index=True)[COLUMNS]
+    table = pd.concat(tables, ignore_index=True)
     if table.empty:
         raise ValueError(
             f"no runs of the claims' architectures {sorted({c.arch for c in CLAIMS})} "
             f"(have: {sorted(long['arch'].unique())})"
         )
-    return table
+    return table[["claim", *table.columns.drop("claim")]]
 
 
 def _number(value: float) -> str:
