@@ -1,13 +1,15 @@
 """The cost model of a Hessian job (infoopt.hessian.cost): the work it counts is the work a run
-does, and its predictions move the right way."""
+does, its predictions move the right way, and the workflow's Hessian jobs ask for them."""
 
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import pytest
 import torch
 
+from conftest import SCHEMA, SMOKE, copy_workflow, snakemake
 from infoopt.hessian.cost import DEVICE_KINDS, load_costs, predict
 from infoopt.hessian.hvp import HessianOperator
 from infoopt.hessian.metrics import GLOBAL, checkpoint_hessian_table
@@ -121,3 +123,47 @@ def test_requests_grow_with_each_retry_above_their_floors():
         assert prediction.mem_mb(1) < prediction.mem_mb(2) < prediction.mem_mb(3)
     assert paper.minutes(1) > 1.5 * paper.seconds / 60
     assert paper.mem_mb(1) > 1.25 * paper.host_bytes / 1e6
+
+
+def hessian_resources(workdir, *args: str) -> dict[str, dict[str, dict[str, str]]]:
+    """rule -> job (its wildcards) -> resources, from a dry-run's plan."""
+    result = snakemake(workdir, *SMOKE, "--dry-run", *args)
+    out = result.stdout + result.stderr
+    jobs: dict[str, dict[str, dict[str, str]]] = {}
+    for block in out.split("\nrule ")[1:]:
+        rule = block.split(":", 1)[0]
+        if rule.startswith("hessian"):
+            wildcards = re.search(r"wildcards: (.*)", block).group(1)
+            resources = re.search(r"resources: (.*)", block).group(1)
+            jobs.setdefault(rule, {})[wildcards] = dict(
+                item.split("=", 1) for item in resources.split(", ")
+            )
+    return jobs
+
+
+def test_workflow_jobs_ask_for_their_prediction(tmp_path, smoke_config):
+    """The smoke run's Hessian jobs (on the CPU), whole and in shares, ask for what the
+    cost model predicts; a merge asks for little, and none asks for a GPU."""
+    from infoopt.config import model_spec
+    from infoopt.validate import validate_config
+
+    config = validate_config(smoke_config, SCHEMA)
+    section = {k: v for k, v in config["hessian"].items() if k not in ("shards", "device")}
+    options = HessianOptions(**section)
+    workdir = copy_workflow(tmp_path)
+    (workdir / "shards.yaml").write_text("hessian:\n  shards: 2\n")
+    experiment = "workflow/profiles/smoke/experiment.yaml"
+    whole = hessian_resources(workdir)
+    sharded = hessian_resources(workdir, "--configfile", experiment, "shards.yaml")
+    assert whole["hessian"] and len(sharded["hessian_shard"]) == 2 * len(whole["hessian"])
+    for jobs, shards in ((whole["hessian"], None), (sharded["hessian_shard"], 2)):
+        for wildcards, resources in jobs.items():
+            found = dict(item.split("=") for item in wildcards.split(", "))
+            shard = (int(found["shard"]) - 1, shards) if shards else None
+            model = model_spec(config, found["dataset"], found["arch"])
+            prediction = predict(options, model, shard=shard)
+            assert int(resources["runtime"]) == prediction.minutes(1), wildcards
+            assert int(resources["mem_mb"]) == prediction.mem_mb(1), wildcards
+            assert resources["gpu"] == "0"
+    for resources in sharded["hessian"].values():
+        assert (resources["runtime"], resources["mem_mb"], resources["gpu"]) == ("10", "2000", "0")
