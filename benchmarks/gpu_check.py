@@ -8,8 +8,9 @@ For the paper's ResNet18 and ViT on CIFAR-shaped synthetic data it prints:
    forward-over-reverse product ``jvp(grad(loss))``; its compile time is printed apart);
 3. the peak memory of the Hessian at ``--images`` images (the paper: 2,048) under the default
    ``hessian.memory_budget_gb``, with the operator's micro-batch plan;
-4. the predicted Hessian time of one checkpoint at the paper's configuration (Σ_b k_b block
-   products, probes and Lanczos steps, from measured block and full product times);
+4. the cost model's numbers for the device (``src/infoopt/hessian/costs.yaml``'s section, to
+   paste there), measured at ``--product-images``, and the Hessian time of one checkpoint at the
+   paper's configuration that the model predicts from them;
 5. one checkpoint's per-block entropy gaps from float32 products against float64 ones (is
    float32 enough?).
 
@@ -35,17 +36,13 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_throughput import CIFAR_TRAIN, SETTINGS, throughput  # noqa: E402
-from hessian_cost import best_time, cifar_like  # noqa: E402
+from hessian_cost import ARCHS, PAPER, best_time, cifar_like, part_d, rss_bytes  # noqa: E402
 from synthetic import initial_weights, sgd_run_spec, synthetic_dataset  # noqa: E402
 
 from infoopt.hessian.blocks import block_coordinates, block_spectrum, sub_hessians  # noqa: E402
 from infoopt.hessian.hvp import HessianOperator  # noqa: E402
-from infoopt.hessian.options import HessianOptions  # noqa: E402
 from infoopt.models import build_model  # noqa: E402
 from infoopt.train import Trainer  # noqa: E402
-
-PAPER = HessianOptions()
-ARCHS = ("resnet18", "vit")
 
 
 def paper_model(arch: str) -> torch.nn.Module:
@@ -128,39 +125,21 @@ def peak_memory(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def hessian_cost(device: torch.device, args: argparse.Namespace) -> None:
+def hessian_memory(device: torch.device, args: argparse.Namespace) -> None:
     budget = PAPER.memory_budget_gb
-    print(
-        f"3./4. Hessian at {args.images} images under the default budget ({budget:g} GiB); "
-        f"prediction per checkpoint: K = {PAPER.max_k}, {PAPER.probes} probes, "
-        f"{PAPER.lanczos_max_iter} Lanczos steps at most"
-    )
+    print(f"3. Hessian at {args.images} images under the default budget ({budget:g} GiB)")
     x, y = cifar_like(args.images, device)
     for arch in ARCHS:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
         operator = HessianOperator(paper_model(arch), x, y, device=device, memory_budget_gb=budget)
-        space = operator.space
-        v = torch.randn(1, space.dim, generator=torch.Generator().manual_seed(1)).to(device)
+        v = torch.randn(1, operator.space.dim, generator=torch.Generator().manual_seed(1))
+        v = v.to(device)
         t_full = best_time(lambda operator=operator, v=v: operator.matmul(v), device, 1)
-        # Block products cost more the deeper the block: time a spread of blocks, scale by k_b.
-        sampled = np.linspace(0, len(space) - 1, min(args.sampled_blocks, len(space))).astype(int)
-        times = {}
-        for block in sampled:
-            unit = torch.zeros(1, space.numels[block], device=device)
-            unit[0, 0] = 1.0
-            times[block] = best_time(
-                lambda b=block, u=unit, op=operator: op.block_matmul(b, u), device, 1
-            )
-        per_block = np.interp(range(len(space)), sampled, [times[b] for b in sampled])
-        ks = [min(n, PAPER.max_k) for n in space.numels]
-        seconds = float(np.dot(ks, per_block)) + (PAPER.probes + PAPER.lanczos_max_iter) * t_full
         plan = operator.plan
         print(
             f"   {arch:8s} plan {plan.size} x {plan.count} images ({plan.kept} kept), "
-            f"peak {peak_memory(device):.2f} GiB; full product {t_full:.3f} s; "
-            f"{sum(ks)} block products + {PAPER.probes + PAPER.lanczos_max_iter} full: "
-            f"{seconds / 3600:.2f} h per checkpoint"
+            f"peak {peak_memory(device):.2f} GiB; full product {t_full:.3f} s"
         )
 
 
@@ -210,9 +189,13 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
     print(f"device: {name}; torch {torch.__version__}")
+    torch.zeros(1, device=device)  # on CUDA, its context belongs to the process's baseline
+    base_bytes = rss_bytes()
     training(device, args)
     products(device, args)
-    hessian_cost(device, args)
+    hessian_memory(device, args)
+    print("4. ", end="")
+    part_d(device, base_bytes, args.product_images, args.sampled_blocks, args.repeats)
     precision(device, args)
 
 

@@ -10,36 +10,50 @@
 (c) the top eigenvalue: our Lanczos vs PyHessian's power iteration (value, error against a
     float64 reference, HVPs, time), PyHessian at its default tolerance and at one that matches
     our accuracy; goal: same value within 0.5 %, fewer HVPs, less time.
-(d) predicted cost per checkpoint of the paper's configuration (ResNet18 and ViT, K = 64,
-    2048 CIFAR-sized test images): one block product per block and one full HVP are measured at
-    ``--measure-size`` images and scaled linearly to ``--eval-size``.
+(d) the cost model's numbers (``src/infoopt/hessian/costs.yaml``: per image, a create-graph
+    gradient, a full and a block product through a kept graph, the graph's bytes) measured on
+    the paper's ResNet18 and ViT at ``--measure-size`` CIFAR-shaped images, printed as the
+    device's section of that file, and the model's prediction per checkpoint of the paper's
+    configuration from them. Run it alone (``--parts d``): the baseline memory is read first.
 
 Times are the minimum over ``--repeats`` rounds (the machine may be shared), except the slow
 baseline of (b), timed once.
 
     python benchmarks/hessian_cost.py                  # CPU
-    python benchmarks/hessian_cost.py --device cuda    # a GPU; (d) at the full eval size
+    python benchmarks/hessian_cost.py --device cuda    # a GPU
+    python benchmarks/hessian_cost.py --parts d        # costs.yaml's cpu section
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+import datetime
+import functools
+import math
+import os
+import platform
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from infoopt.hessian.blocks import block_coordinates, sub_hessians
+from infoopt.hessian.cost import REFERENCE_SHAPE, load_costs, predict
 from infoopt.hessian.hvp import HessianOperator
 from infoopt.hessian.options import HessianOptions
 from infoopt.hessian.spectrum import lanczos_top_eigenvalue
 from infoopt.models import build_model
 
+PAPER = HessianOptions()
+ARCHS = ("resnet18", "vit")
 SMALL_VIT = {"dim": 32, "depth": 2, "heads": 2, "head_dim": 16, "mlp_dim": 64}
 
 
@@ -60,34 +74,42 @@ class SmallCNN(nn.Module):
 
 
 def best_time(
-    function: Callable[[], object], device: torch.device, repeats: int, warm_up: bool = True
+    function: Callable[[], object],
+    device: torch.device,
+    repeats: int,
+    warm_up: bool = True,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> float:
-    """Minimum wall time of ``function`` over ``repeats`` calls (after a warm-up call)."""
+    """Minimum time of ``function`` over ``repeats`` calls (after a warm-up call), by ``clock``
+    (wall time; ``time.process_time``: this process's CPU time)."""
     if warm_up:
         function()
     times = []
     for _ in range(repeats):
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        start = time.perf_counter()
+        start = clock()
         function()
         if device.type == "cuda":
             torch.cuda.synchronize(device)
-        times.append(time.perf_counter() - start)
+        times.append(clock() - start)
     return min(times)
 
 
 def interleaved_times(
-    functions: list[Callable[[], object]], device: torch.device, repeats: int
+    functions: list[Callable[[], object]],
+    device: torch.device,
+    repeats: int,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> list[float]:
-    """Minimum wall time of each function over ``repeats`` rounds that call each in turn,
+    """Minimum time of each function over ``repeats`` rounds that call each in turn,
     so that load from other processes slows all of them alike."""
     times = [[] for _ in functions]
     for function in functions:
         function()
     for _ in range(repeats):
         for function, spent in zip(functions, times, strict=True):
-            spent.append(best_time(function, device, 1, warm_up=False))
+            spent.append(best_time(function, device, 1, warm_up=False, clock=clock))
     return [min(spent) for spent in times]
 
 
@@ -247,60 +269,92 @@ def part_c(models: dict[str, nn.Module], x, y, device, repeats) -> None:
     module.hessian_vector_product = original
 
 
-def part_d(device, args) -> None:
-    n = args.measure_size
-    x, y = cifar_like(n, device)
-    scale = args.eval_size / n
-    print(
-        f"(d) paper configuration per checkpoint: K = {args.max_k}, {args.probes} probes, "
-        f"{args.lanczos_iters} Lanczos steps, {args.eval_size} images "
-        f"(measured at {n}, scaled x{scale:g})"
+def rss_bytes() -> int:
+    """The process's resident memory now (Linux)."""
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def family_costs(arch: str, device: torch.device, images: int, sampled_blocks: int, repeats: int):
+    """One family's numbers in costs.yaml, per image, on the paper's model at CIFAR shape with
+    ``images`` random images in one kept micro-batch: seconds of building the create-graph
+    gradient, of one full product and of one block product through the kept graph (the blocks'
+    mean weighted by k_b at K = 64, interpolated between ``sampled_blocks`` spread over the model:
+    the deeper the block, the cheaper), and the graph's bytes. Also the seconds of a full
+    product that rebuilds its graph, which the model takes as gradient + product. On the CPU,
+    seconds of CPU time (run it on one thread): what other processes' load does not change."""
+    clock = time.process_time if device.type == "cpu" else time.perf_counter
+    torch.manual_seed(0)
+    model = build_model(arch, **REFERENCE_SHAPE)
+    x, y = cifar_like(images, device)
+    kept = HessianOperator(model, x, y, device=device, memory_budget_gb=math.inf)
+    rebuilt = HessianOperator(
+        model, x, y, device=device, memory_budget_gb=0.0, micro_batch_size=images
     )
-    vit_options = {"dropout": 0.1}
-    for arch, options in (("resnet18", {}), ("vit", vit_options)):
-        torch.manual_seed(0)
-        model = build_model(arch, num_classes=10, in_channels=3, image_size=32, options=options)
-        operator = HessianOperator(
-            model,
-            x,
-            y,
-            device=device,
-            micro_batch_size=args.micro_batch_size,
-            memory_budget_gb=args.memory_budget_gb,
-        )
-        space = operator.space
-        ks = [min(numel, args.max_k) for numel in space.numels]
-        v = torch.randn(1, space.dim, generator=torch.Generator().manual_seed(1)).to(device)
-        params = list(operator.model.parameters())
+    space = kept.space
 
-        def gradient(operator=operator, params=params):
-            loss = F.cross_entropy(operator.model(operator.x), operator.y)
-            return torch.autograd.grad(loss, params)
+    def gradient():
+        with sdpa_kernel(SDPBackend.MATH):
+            loss = F.cross_entropy(kept.model(kept.x), kept.y)
+            return torch.autograd.grad(loss, kept.params, create_graph=True, allow_unused=True)
 
-        t_grad = best_time(gradient, device, 1)
-        t_full = best_time(lambda operator=operator, v=v: operator.matmul(v), device, 1)
-        t_blocks = []
-        for b, numel in enumerate(space.numels):
-            unit = torch.zeros(1, numel, device=device)
-            unit[0, 0] = 1.0
-            t_blocks.append(
-                best_time(
-                    lambda b=b, unit=unit, op=operator: op.block_matmul(b, unit), device, 1, False
-                )
-            )
-        sub = scale * sum(k * t for k, t in zip(ks, t_blocks, strict=True))
-        full = scale * (args.probes + args.lanczos_iters) * t_full
-        print(
-            f"    {arch}: {len(space)} blocks, {space.dim:,} parameters; at {n} images: "
-            f"gradient {t_grad:.3f} s, full HVP {t_full:.3f} s ({t_full / t_grad:.2f}x), "
-            f"block product mean {np.mean(t_blocks):.3f} s"
-        )
-        print(
-            f"      sub-Hessians: sum_b k_b t_b = {sum(ks)} products -> {sub:,.0f} s; "
-            f"traces + top eigenvalue: ({args.probes} + {args.lanczos_iters}) "
-            f"x {scale * t_full:.2f} s "
-            f"-> {full:,.0f} s; total {sub + full:,.0f} s = {(sub + full) / 3600:.2f} h"
-        )
+    v = torch.randn(1, space.dim, generator=torch.Generator().manual_seed(1)).to(device)
+    t_gradient, t_full, t_rebuilt = interleaved_times(
+        [gradient, lambda: kept.matmul(v), lambda: rebuilt.matmul(v)], device, repeats, clock
+    )
+    sampled = np.linspace(0, len(space) - 1, min(sampled_blocks, len(space))).astype(int)
+    times = []
+    for block in sampled:
+        unit = torch.zeros(1, space.numels[block], device=device)
+        unit[0, 0] = 1.0
+        product = functools.partial(kept.block_matmul, block, unit)
+        times.append(best_time(product, device, repeats, clock=clock))
+    ks = [min(numel, PAPER.max_k) for numel in space.numels]
+    t_block = float(np.dot(ks, np.interp(range(len(space)), sampled, times))) / sum(ks)
+    numbers = {
+        "gradient": t_gradient / images,
+        "product": t_full / images,
+        "block_product": t_block / images,
+        "graph_bytes": kept.footprint.per_image,
+    }
+    return numbers, t_rebuilt / images
+
+
+def costs_section(
+    device: torch.device, base_bytes: int, images: int, sampled_blocks: int, repeats: int
+) -> str:
+    """``device``'s section of src/infoopt/hessian/costs.yaml, measured now: text to paste over
+    it. ``base_bytes``: the process's memory before any model (on CUDA, with its context). On
+    the CPU, on one thread."""
+    threads = torch.get_num_threads()
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        torch.set_num_threads(1)
+        name = f"{platform.processor() or 'CPU'} ({os.cpu_count()} cores), one thread, CPU time"
+    lines = [
+        f"{device.type}:  # {Path(sys.argv[0]).name} on {name}, torch {torch.__version__}, "
+        f"{images} images, {datetime.date.today()}",
+        f"  base_bytes: {base_bytes:.3e}",
+    ]
+    for arch in ARCHS:
+        numbers, rebuilt = family_costs(arch, device, images, sampled_blocks, repeats)
+        lines.append(f"  {arch}: {{{', '.join(f'{k}: {v:.3e}' for k, v in numbers.items())}}}")
+        check = numbers["gradient"] + numbers["product"]
+        lines.append(f"  # rebuilt product {rebuilt:.3g} s/image; gradient + product {check:.3g}")
+    torch.set_num_threads(threads)
+    return "\n".join(lines)
+
+
+def part_d(device, base_bytes, images, sampled_blocks, repeats) -> None:
+    print("the cost model's numbers (paste into src/infoopt/hessian/costs.yaml):")
+    section = costs_section(device, base_bytes, images, sampled_blocks, repeats)
+    print(section)
+    costs = load_costs() | yaml.safe_load(section)
+    print("    predicted per checkpoint of the paper's configuration:")
+    for arch in ARCHS:
+        model = {"name": arch, **REFERENCE_SHAPE, "options": {}}
+        prediction = predict(PAPER, model, device_kind=device.type, costs=costs)
+        print(f"    {arch}: {prediction.summary()}")
 
 
 def main() -> None:
@@ -309,22 +363,18 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--images", type=int, default=128, help="images for (a)-(c)")
-    parser.add_argument("--max-k", type=int, default=64)
-    parser.add_argument("--eval-size", type=int, default=2048, help="(d): the paper's eval set")
-    parser.add_argument("--measure-size", type=int, default=None, help="(d): default 32 on CPU")
-    parser.add_argument("--micro-batch-size", type=int, default=None, help="(d)")
-    parser.add_argument(
-        "--memory-budget-gb", type=float, default=None, help="(d): GiB (default: unbounded)"
-    )
-    parser.add_argument("--probes", type=int, default=100, help="(d)")
-    parser.add_argument("--lanczos-iters", type=int, default=30, help="(d)")
+    parser.add_argument("--max-k", type=int, default=64, help="(b)")
+    parser.add_argument("--measure-size", type=int, default=None, help="(d): 32 on CPU, else 256")
+    parser.add_argument("--sampled-blocks", type=int, default=12, help="(d)")
     parser.add_argument("--parts", default="abcd")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    torch.zeros(1, device=device)  # on CUDA, its context belongs to the baseline
+    base_bytes = rss_bytes()
     if args.measure_size is None:
-        args.measure_size = args.eval_size if device.type == "cuda" else 32
+        args.measure_size = 32 if device.type == "cpu" else 256
     print(f"device {device}, {torch.get_num_threads()} threads, torch {torch.__version__}")
     x, y = cifar_like(args.images, device)
     model = trained_cnn(x, y, device) if set(args.parts) & set("abc") else None
@@ -340,7 +390,8 @@ def main() -> None:
             {name: m.to(device).eval() for name, m in models.items()}, x, y, device, args.repeats
         )
     if "d" in args.parts:
-        part_d(device, args)
+        print("(d) ", end="")
+        part_d(device, base_bytes, args.measure_size, args.sampled_blocks, args.repeats)
 
 
 if __name__ == "__main__":

@@ -124,9 +124,12 @@ def test_schema_hessian_defaults_are_the_code_defaults():
 
     schema = yaml.safe_load(SCHEMA.read_text())["properties"]["hessian"]["properties"]
     fields = {f.name: f for f in dataclasses.fields(HessianOptions)}
-    # The seed is the run's, not a configuration value; shards split the work of a workflow.
-    assert set(schema) == set(fields) - {"seed"} | {"shards"}
-    del schema["shards"]
+    # The seed is the run's, not a configuration value; shards and device say how a workflow
+    # does the work.
+    execution = {"shards", "device"}
+    assert set(schema) == set(fields) - {"seed"} | execution
+    for name in execution:
+        del schema[name]
     for name, prop in schema.items():
         assert prop["default"] == fields[name].default, name
         if name in CHOICES:

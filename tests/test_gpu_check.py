@@ -6,7 +6,11 @@ import re
 import subprocess
 import sys
 
+import yaml
+
 from conftest import REPO
+
+ARCHS = ("resnet18", "vit")
 
 REDUCED = [
     "--device", "cpu", "--threads", "1", "--steps", "1", "--warmup", "0", "--batch", "4",
@@ -43,10 +47,17 @@ def test_gpu_check_prints_every_part_on_cpu():
     )
     assert result.returncode == 0, result.stderr
     out = result.stdout
-    for arch in ("resnet18", "vit"):
+    for arch in ARCHS:
         assert re.search(rf"{arch}\s+fp32 batch\s+4:\s+\d+ images/s", out), out
         assert re.search(rf"{arch}\s+bf16 batch\s+4:\s+\d+ images/s", out), out
         assert re.search(rf"{arch}\s+gradient [\d.]+ s, HVP eager [\d.]+x", out), out
         assert re.search(rf"{arch}\s+plan 8 x 1 images \(1 kept\), peak [\d.]+ GiB", out), out
         assert re.search(rf"{arch}\s+3 blocks: max \|Δgap\| [\d.e+-]+", out), out
-    assert "h per checkpoint" in out
+        assert re.search(rf"{arch}: predicted [\d,]+ s \([\d.]+ h\)", out), out
+    # The cost model's section for costs.yaml: numbers that YAML reads as numbers.
+    section = yaml.safe_load(out[out.index("\ncpu:") : out.index("    predicted per checkpoint")])
+    assert {"base_bytes", *ARCHS} == set(section["cpu"])
+    for arch in ARCHS:
+        numbers = section["cpu"][arch]
+        assert set(numbers) == {"gradient", "product", "block_product", "graph_bytes"}, numbers
+        assert all(isinstance(value, float) and value > 0 for value in numbers.values()), numbers

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import math
+import re
 import statistics
 
 import numpy as np
@@ -508,7 +509,7 @@ def write_checkpoint(path, status: str = "ok") -> nn.Module:
 ARGS = ["--eval-size", "48", "--max-k", "10", "--probes", "3", "--lanczos-max-iter", "8"]
 
 
-def test_command_writes_the_table(tmp_path, digits_npz):
+def test_command_writes_the_table(tmp_path, digits_npz, capsys):
     model = write_checkpoint(tmp_path / "ckpt.pt")
     out = tmp_path / "hessian" / "0.25.parquet"
     main(
@@ -527,6 +528,13 @@ def test_command_writes_the_table(tmp_path, digits_npz):
     table = pd.read_parquet(out)
     names = [name for name, _ in model.named_parameters()]
     assert list(table["block"]) == [*names, GLOBAL]
+    # The log opens with the cost model's prediction, to compare with what the job took.
+    predicted = re.search(
+        r"predicted [\d,]+ s \([\d.]+ h\), ([\d,]+) block \+ [\d,]+ full products, "
+        r"1 micro-batches of 48 images",
+        capsys.readouterr().err,
+    )
+    assert predicted and int(predicted.group(1)) == table["block_products"].max()
     assert (
         (table[["dataset", "arch", "optimizer", "status"]] == ["digits", "resnet18", "sgd", "ok"])
         .all()

@@ -14,9 +14,12 @@ from infoopt.config import (
     all_runs,
     experiment_runs,
     init_spec,
+    model_spec,
     run_spec,
 )
 from infoopt.data import DATASETS
+from infoopt.hessian.cost import predict
+from infoopt.hessian.options import HessianOptions
 from infoopt.validate import validate_config
 
 try:
@@ -105,10 +108,64 @@ def hessian_files(experiment):
     ]
 
 
+# Keys of the config's `hessian` section that say how its work is done, not what it measures.
+HESSIAN_EXECUTION = ("shards", "device")
+
+
+def hessian_options():
+    """The config's `hessian` section but for how the work is done, which changes no number."""
+    return {k: v for k, v in config["hessian"].items() if k not in HESSIAN_EXECUTION}
+
+
 def hessian_spec(wildcards):
-    """The options of `infoopt hessian`: the config's `hessian` section (but for how the work
-    is split, which changes no number), as canonical JSON."""
-    return canonical_json({k: v for k, v in config["hessian"].items() if k != "shards"})
+    """The options of `infoopt hessian`, as canonical JSON."""
+    return canonical_json(hessian_options())
+
+
+def hessian_merges(wildcards):
+    """Whether a Hessian job only merges the shares of a sharded checkpoint."""
+    return "shard" not in wildcards.keys() and config["hessian"]["shards"] > 1
+
+
+def hessian_gpus(wildcards):
+    """A GPU for each Hessian job on `hessian.device: cuda`, but for a merge of shares."""
+    return int(config["hessian"]["device"] == "cuda" and not hessian_merges(wildcards))
+
+
+def hessian_device(wildcards):
+    """`infoopt hessian --device`: the CPU, or on `hessian.device: cuda` a free GPU (the CPU
+    where there is none)."""
+    return "cpu" if config["hessian"]["device"] == "cpu" else "auto"
+
+
+def hessian_prediction(wildcards):
+    """What infoopt.hessian.cost predicts for a Hessian job (or share): its run's model,
+    the config's options, on `hessian.device`."""
+    shard = None
+    if "shard" in wildcards.keys():
+        shard = (int(wildcards.shard) - 1, config["hessian"]["shards"])
+    return predict(
+        HessianOptions(**hessian_options()),
+        model_spec(config, wildcards.dataset, wildcards.arch),
+        shard=shard,
+        device_kind=config["hessian"]["device"],
+    )
+
+
+def hessian_minutes(wildcards, attempt):
+    """Time limit of a Hessian job, from its prediction (10 min + 1.5x, times the attempt;
+    Prediction.minutes); 10 minutes a try for a merge of shares."""
+    if hessian_merges(wildcards):
+        return 10 * attempt
+    return hessian_prediction(wildcards).minutes(attempt)
+
+
+def hessian_mem_mb(wildcards, attempt):
+    """Memory of a Hessian job, from its prediction (1,000 MB + 1.25x, times the attempt;
+    Prediction.mem_mb); 2,000 MB a try for a merge of shares."""
+    if hessian_merges(wildcards):
+        return 2000 * attempt
+    return hessian_prediction(wildcards).mem_mb(attempt)
 
 
 def hessian_shards(wildcards):

@@ -1,6 +1,7 @@
 # Hessian metrics: one job per checkpoint (independent, so a cluster runs them in parallel), or,
 # with `hessian.shards: N` > 1, N jobs per checkpoint (each a share of its blocks, one of them also
 # the traces and the top eigenvalue; infoopt.hessian.metrics.shard_plan) and a cheap merge job.
+# Each computing job asks for the time and memory that infoopt.hessian.cost predicts for it.
 
 
 rule hessian_shard:
@@ -17,16 +18,17 @@ rule hessian_shard:
         "../../envs/train.yaml"
     threads: 1
     resources:
-        gpu=1,
-        runtime=lambda wc, attempt: attempt * 60,
-        mem_mb=lambda wc, attempt: 16000 * attempt,
+        gpu=hessian_gpus,
+        runtime=hessian_minutes,
+        mem_mb=hessian_mem_mb,
     params:
         spec=hessian_spec,
         shards=config["hessian"]["shards"],
+        device=hessian_device,
     shell:
         "python -m infoopt hessian {input.checkpoint} --data {input.data} --out {output}"
         " --spec {params.spec:q} --shard {wildcards.shard}/{params.shards}"
-        " --threads {threads} > {log} 2>&1"
+        " --device {params.device} --threads {threads} > {log} 2>&1"
 
 
 rule hessian:
@@ -44,15 +46,16 @@ rule hessian:
         "../../envs/train.yaml"
     threads: 1
     resources:
-        # Merging shares needs no GPU.
-        gpu=lambda wc: 0 if config["hessian"]["shards"] > 1 else 1,
-        runtime=lambda wc, attempt: attempt * 60,
-        mem_mb=lambda wc, attempt: 16000 * attempt,
+        gpu=hessian_gpus,
+        runtime=hessian_minutes,
+        mem_mb=hessian_mem_mb,
     params:
         spec=hessian_spec,
+        device=hessian_device,
         merge=lambda wc, input: (
             f"--merge {' '.join(input.shards)}" if input.shards else ""
         ),
     shell:
         "python -m infoopt hessian {input.checkpoint} --data {input.data} --out {output}"
-        " --spec {params.spec:q} {params.merge} --threads {threads} > {log} 2>&1"
+        " --spec {params.spec:q} {params.merge} --device {params.device}"
+        " --threads {threads} > {log} 2>&1"

@@ -8,6 +8,7 @@ and the data's content digests, and the versions that change numbers.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +16,7 @@ import pandas as pd
 import torch
 
 from infoopt.checkpoint import CheckpointError
+from infoopt.hessian.cost import predict
 from infoopt.hessian.metrics import (
     checkpoint_hessian_table,
     merge_hessian_tables,
@@ -113,7 +115,9 @@ def hessian_job_table(
     one ``shard``'s partial table, see :func:`~infoopt.hessian.metrics.shard_plan`).
 
     A diverged checkpoint (no weights) gets the table with every metric missing, in every
-    shard. A ValueError says when the data do not fit the model.
+    shard. A ValueError says when the data do not fit the model. With ``progress``, a line
+    on stderr says what the cost model predicts (:mod:`infoopt.hessian.cost`) before the
+    work starts, and progress bars show it.
     """
     from infoopt.data import eval_subset
 
@@ -136,6 +140,15 @@ def hessian_job_table(
                 f"the model expects {expected}"
             )
         x, y = eval_subset(prepared, "test", options.eval_size, options.seed)
+        if progress:
+            # For the images there are: a small test set caps eval_size.
+            prediction = predict(
+                dataclasses.replace(options, eval_size=len(y)),
+                checkpoint["model"],
+                shard=shard,
+                device_kind=device.type,
+            )
+            print(prediction.summary(), file=sys.stderr)
         table = checkpoint_hessian_table(
             model, x, y, options, device=device, progress=progress, shard=shard
         )

@@ -1,0 +1,212 @@
+"""The time and memory of one Hessian job (a checkpoint or one share), predicted before it runs.
+
+The work is counted from the options and the model's parameter tensors (the model built on the
+meta device, which allocates nothing), as :func:`~infoopt.hessian.metrics.checkpoint_hessian_table`
+spends it:
+
+- products: ``k_b = min(numel_b, max_k)`` block products for each block of the share (one call of
+  ``k_b`` vectors each) and, in the share that computes them, ``probes`` + ``lanczos_max_iter``
+  full products (Hutchinson in calls of ``probe_batch`` vectors, Lanczos one vector per call; as
+  Lanczos may stop earlier, this bounds the job);
+- graphs: the micro-batches of :func:`~infoopt.hessian.hvp.plan_micro_batches` under
+  ``memory_budget_gb``; a kept micro-batch's graph is built once, the others' on every call.
+
+Each costs its images times seconds per image measured once per model family and device kind,
+on the paper's model at CIFAR shape: ``costs.yaml`` beside this file (``gradient``: building a
+create-graph gradient, ``product`` and ``block_product``: one vector through a kept graph).
+Another size of a family is scaled by its forward and backward FLOPs per image (time) and by the
+bytes its create-graph gradient saves per image (its graph), both counted on the meta device;
+float64 doubles both. CPU costs are one thread's CPU time: a job with more threads is not assumed
+faster (on an idle machine two threads gain up to 2x; on a busy one they can lose).
+
+Memory: what the plan holds (kept graphs, the graph being rebuilt, the double-backward's
+temporaries) times the allocator's overhead, the vectors of the largest call (the Lanczos basis,
+a block's unit vectors, a probe batch) and the model; on the CPU also the process's baseline.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+import yaml
+from torch.nn.attention import SDPBackend, sdpa_kernel
+from torch.utils.flop_counter import FlopCounterMode
+
+from infoopt.canonical import canonical_json
+from infoopt.hessian.hvp import GIB, Footprint, MicroBatchPlan, plan_micro_batches
+from infoopt.hessian.metrics import shard_plan
+from infoopt.hessian.options import HessianOptions
+from infoopt.hessian.space import ParameterSpace
+from infoopt.models import build_model, model_options
+
+COSTS = Path(__file__).with_name("costs.yaml")
+DEVICE_KINDS = ("cpu", "cuda")
+# The shape the costs were measured at (CIFAR-10), each family at its factory's defaults.
+REFERENCE_SHAPE = {"num_classes": 10, "in_channels": 3, "image_size": 32}
+# Peak memory above the baseline over what the plan holds: 1.2x (ResNet18) and 1.3x (ViT) on
+# the CPU (benchmarks/hessian_memory.py); assumed for CUDA's caching allocator too.
+ALLOCATOR = 1.3
+# Copies of a call's vectors alive at once: the vectors, their products' sums, the flat result
+# and (Hutchinson) its product with the vectors.
+VECTOR_COPIES = 4
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """A job's predicted ``seconds``; ``peak_bytes`` on the device that multiplies (the process
+    on the CPU, the GPU's memory on CUDA); ``host_bytes``, the process's memory (what a
+    scheduler's limit must allow); the products and the graphs built (``builds`` micro-batch
+    graphs, planned as ``plan``)."""
+
+    seconds: float
+    peak_bytes: float
+    host_bytes: float
+    block_products: int
+    full_products: int
+    plan: MicroBatchPlan
+    builds: int
+
+    def minutes(self, attempt: int = 1) -> int:
+        """A time limit: 10 minutes for what the model leaves out (start-up, loading, Lanczos's
+        orthogonalisation, eigenvalues) plus 1.5x the prediction, times the attempt."""
+        return attempt * (10 + math.ceil(1.5 * self.seconds / 60))
+
+    def mem_mb(self, attempt: int = 1) -> int:
+        """A memory limit (MB): 1,000 MB for what the model leaves out (the prepared dataset,
+        the checkpoint, pandas) plus 1.25x the prediction, times the attempt."""
+        return attempt * (1000 + math.ceil(1.25 * self.host_bytes / 1e6))
+
+    def summary(self) -> str:
+        plan = self.plan
+        return (
+            f"predicted {self.seconds:,.0f} s ({self.seconds / 3600:.2f} h), "
+            f"{self.block_products:,} block + {self.full_products:,} full products, "
+            f"{plan.count} micro-batches of {plan.size} images ({plan.kept} kept, "
+            f"{self.builds:,} graphs built), peak {self.peak_bytes / GIB:.1f} GiB"
+        )
+
+
+@functools.cache
+def load_costs(path: Path = COSTS) -> dict[str, Any]:
+    return yaml.safe_load(Path(path).read_text())
+
+
+@dataclass(frozen=True)
+class _Size:
+    """A model's parameter tensors' numels and, per image, FLOPs and saved bytes of its
+    create-graph gradient (eval mode, the math attention kernel)."""
+
+    numels: tuple[int, ...]
+    flops: float
+    saved_bytes: float
+
+
+def _gradient_size(model: torch.nn.Module, shape: dict[str, int], images: int) -> tuple[int, int]:
+    x = torch.zeros(images, shape["in_channels"], shape["image_size"], shape["image_size"])
+    y = torch.zeros(images, dtype=torch.long)
+    saved = []
+
+    def pack(tensor: torch.Tensor) -> torch.Tensor:
+        saved.append(tensor.numel() * tensor.element_size())
+        return tensor
+
+    with (
+        FlopCounterMode(display=False) as flops,
+        torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor),
+        sdpa_kernel(SDPBackend.MATH),
+    ):
+        loss = F.cross_entropy(model(x), y)
+        torch.autograd.grad(loss, list(model.parameters()), create_graph=True, allow_unused=True)
+    return flops.get_total_flops(), sum(saved)
+
+
+@functools.cache
+def _size(spec: str) -> _Size:
+    """The :class:`_Size` of a model spec (canonical JSON of :func:`build_model`'s arguments),
+    from one and two images: what does not grow with the images (the weights) cancels."""
+    model_spec = json.loads(spec)
+    with torch.device("meta"):
+        model = build_model(**model_spec).eval()
+        one, two = (_gradient_size(model, model_spec, images) for images in (1, 2))
+    return _Size(ParameterSpace.of(model).numels, two[0] - one[0], two[1] - one[1])
+
+
+def predict(
+    options: HessianOptions,
+    model: dict[str, Any],
+    *,
+    shard: tuple[int, int] | None = None,
+    device_kind: str = "cpu",
+    costs: dict[str, Any] | None = None,
+) -> Prediction:
+    """The :class:`Prediction` of a job: ``model`` is :func:`~infoopt.models.build_model`'s
+    keyword arguments (a checkpoint's ``model``), ``shard`` (index from 0, count) as in
+    :func:`~infoopt.hessian.metrics.checkpoint_hessian_table`, ``costs`` the table of
+    ``costs.yaml`` (its default). The images are ``eval_size`` (a smaller test set caps them).
+    """
+    if device_kind not in DEVICE_KINDS:
+        raise ValueError(f"unknown device kind {device_kind!r}; valid: {', '.join(DEVICE_KINDS)}")
+    table = (costs or load_costs())[device_kind]
+    name = model["name"]
+    if name not in table:
+        raise ValueError(f"no measured Hessian costs for model {name!r} on {device_kind}")
+    measured = table[name]
+    defaults = model_options(name)
+    size = _size(canonical_json(model | {"options": defaults | (model.get("options") or {})}))
+    reference = _size(canonical_json({"name": name, **REFERENCE_SHAPE, "options": defaults}))
+    element = 8 if options.dtype == "float64" else 4
+
+    index, count = shard or (0, 1)
+    blocks, global_share = shard_plan(size.numels, options, count)[index]
+    ks = [min(size.numels[b], options.max_k) for b in blocks]
+    calls = len(blocks)
+    full = 0
+    if global_share:
+        full = options.probes + options.lanczos_max_iter
+        calls += math.ceil(options.probes / options.probe_batch) + options.lanczos_max_iter
+
+    images = options.eval_size
+    dim = sum(size.numels)
+    per_image = measured["graph_bytes"] * size.saved_bytes / reference.saved_bytes * element / 4
+    footprint = Footprint(per_image=per_image, per_batch=dim * element)
+    plan = plan_micro_batches(
+        images,
+        footprint,
+        options.memory_budget_gb * GIB,
+        vector_batch=options.vector_batch,
+        size=options.micro_batch_size,
+    )
+    kept_images = min(plan.kept * plan.size, images)
+    built_images = kept_images + (images - kept_images) * calls if calls else 0
+    scale = size.flops / reference.flops * element / 4
+    seconds = scale * (
+        images * (sum(ks) * measured["block_product"] + full * measured["product"])
+        + built_images * measured["gradient"]
+    )
+
+    rebuilt = 1 if plan.kept < plan.count else 0
+    held = (plan.kept + rebuilt + options.vector_batch) * footprint.graph(plan.size)
+    # The largest call's vectors (a block's unit vectors, a probe batch) or the Lanczos basis.
+    vectors = [VECTOR_COPIES * k * size.numels[b] for k, b in zip(ks, blocks, strict=True)]
+    if global_share:
+        vectors.append(VECTOR_COPIES * min(options.probes, options.probe_batch) * dim)
+        vectors.append((options.lanczos_max_iter + 1) * dim if options.lanczos_max_iter else 0)
+    work = ALLOCATOR * held + (max(vectors, default=0) + dim) * element
+    base = table["base_bytes"]
+    on_cpu = device_kind == "cpu"
+    return Prediction(
+        seconds=seconds,
+        peak_bytes=base + work if on_cpu else work,
+        host_bytes=base + work if on_cpu else base,
+        block_products=sum(ks),
+        full_products=full,
+        plan=plan,
+        builds=plan.kept + (plan.count - plan.kept) * calls if calls else 0,
+    )
