@@ -529,12 +529,15 @@ def test_command_writes_the_table(tmp_path, digits_npz, capsys):
     names = [name for name, _ in model.named_parameters()]
     assert list(table["block"]) == [*names, GLOBAL]
     # The log opens with the cost model's prediction, to compare with what the job took.
+    log = capsys.readouterr().err
     predicted = re.search(
         r"predicted [\d,]+ s \([\d.]+ h\), ([\d,]+) block \+ [\d,]+ full products, "
         r"1 micro-batches of 48 images",
-        capsys.readouterr().err,
+        log,
     )
     assert predicted and int(predicted.group(1)) == table["block_products"].max()
+    # Then the operator's own plan: within the default budget, all 48 images as one kept graph.
+    assert "Hessian operator: 1 micro-batches of 48 images, 1 kept, 0 rebuilt" in log
     assert (
         (table[["dataset", "arch", "optimizer", "status"]] == ["digits", "resnet18", "sgd", "ok"])
         .all()

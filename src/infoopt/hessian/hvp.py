@@ -75,6 +75,12 @@ class MicroBatchPlan:
     count: int
     kept: int
 
+    def __str__(self) -> str:
+        return (
+            f"{self.count} micro-batches of {self.size} images, {self.kept} kept, "
+            f"{self.count - self.kept} rebuilt for every product"
+        )
+
 
 def plan_micro_batches(
     num_samples: int,

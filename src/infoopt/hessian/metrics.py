@@ -26,6 +26,7 @@ both run the same operations and give the same numbers (``seconds`` aside).
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Sequence
 
@@ -133,6 +134,8 @@ def checkpoint_hessian_table(
         dtype=options.dtype,
         device=device,
     )
+    if progress:
+        print(f"Hessian operator: {operator.plan}", file=sys.stderr)
     space = operator.space
     index, count = shard or (0, 1)
     if not 0 <= index < count:
