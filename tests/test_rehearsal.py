@@ -1,0 +1,85 @@
+"""The dress rehearsal (`./run rehearsal`, workflow/profiles/rehearsal), to the end: the paper's
+workflow with the paper's full-size models, bf16 and channels-last, a micro-batched and sharded
+Hessian and every notebook, on a CIFAR-10-format archive fetched from 127.0.0.1."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import REPO, copy_workflow, snakemake_env
+from infoopt.hessian.metrics import GLOBAL
+from infoopt.rehearsal import TEST_SIZE, TRAIN_PER_BATCH
+
+pytestmark = pytest.mark.workflow
+
+# Parameter tensors and parameters of the paper's models (tests/test_models.py counts them).
+FULL_SIZE = {"resnet18": (62, 11_173_962), "vit": (74, 9_523_722)}
+PAPER_RUNS = [(arch, optimizer) for arch in FULL_SIZE for optimizer in ("sgd", "adam")]
+
+
+@pytest.fixture(scope="module")
+def rehearsal(tmp_path_factory) -> Path:
+    workdir = copy_workflow(tmp_path_factory.mktemp("rehearsal"))
+    result = subprocess.run(
+        [sys.executable, "-m", "infoopt.rehearsal", "--cores", "2"],
+        cwd=workdir,
+        env=snakemake_env(),
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    assert result.returncode == 0, f"the rehearsal failed:\n{result.stdout}\n{result.stderr}"
+    return workdir
+
+
+def test_the_archive_comes_through_the_download_path(rehearsal):
+    log = (rehearsal / "logs/download/cifar10.log").read_text()
+    assert "downloading http://127.0.0.1:" in log and "verified (md5 " in log
+    data = np.load(rehearsal / "resources/data/cifar10.npz")
+    assert data["x_train"].shape == (5 * TRAIN_PER_BATCH, 3, 32, 32)
+    assert data["x_test"].shape == (TEST_SIZE, 3, 32, 32)
+
+
+@pytest.mark.parametrize(("arch", "optimizer"), PAPER_RUNS)
+def test_full_size_models_train_in_bf16_channels_last(rehearsal, arch, optimizer):
+    record = json.loads(
+        (rehearsal / f"results/runs/cifar10/{arch}/{optimizer}/seed0/run.json").read_text()
+    )
+    assert record["status"] == "ok" and record["steps_done"] > 1
+    assert record["spec"]["training"]["precision"] == "bf16"
+    assert record["spec"]["training"]["channels_last"] is True
+    tensors, parameters = FULL_SIZE[arch]
+    for progress in ("0.00", "1.00"):
+        table = pd.read_parquet(
+            rehearsal / f"results/runs/cifar10/{arch}/{optimizer}/seed0/hessian/{progress}.parquet"
+        )
+        blocks = table[table["block"] != GLOBAL]
+        assert len(blocks) == tensors and blocks["numel"].sum() == parameters
+        assert blocks["gap"].notna().all()
+        assert table.loc[table["block"] == GLOBAL, "status"].item() == "ok"
+
+
+def test_hessians_are_micro_batched_and_sharded(rehearsal):
+    logs = sorted((rehearsal / "logs/hessian/cifar10").rglob("*.log"))
+    shards = [log for log in logs if ".shard" in log.name]
+    assert len(shards) == 2 * (len(logs) - len(shards)), "two shares and a merge per checkpoint"
+    for log in shards:
+        text = log.read_text()
+        assert "Hessian operator: 2 micro-batches of 2 images, 0 kept, 2 rebuilt" in text, log
+
+
+def test_every_notebook_ran(rehearsal):
+    executed = {
+        Path(json.loads(path.read_text())["metadata"]["papermill"]["input_path"]).name
+        for path in (rehearsal / "results/notebooks").glob("*.ipynb")
+    }
+    assert executed == {path.name for path in (REPO / "notebooks").glob("*.ipynb")}
+    for name in ("table1", "table4", "lion_paired", "paper_claims"):
+        assert (rehearsal / f"results/tables/{name}.csv").stat().st_size > 0
