@@ -16,9 +16,8 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/hessian.smk"
 include: "workflow/rules/collect.smk"
-include: "workflow/rules/tables.smk"
-include: "workflow/rules/figures.smk"
 include: "workflow/rules/lion.smk"
+include: "workflow/rules/studies.smk"
 include: "workflow/rules/notebooks.smk"
 
 
