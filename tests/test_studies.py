@@ -50,10 +50,12 @@ PAPER_TARGETS = {
 WITHOUT_HESSIAN = {"table1", "fig_test_accuracy", "provenance"}
 
 
+CONFIGFILES = ("--configfile", "workflow/profiles/smoke/experiment.yaml", "studies.yaml")
+
+
 def planned_outputs(workdir, *targets: str) -> dict[str, list[str]]:
     """Rule -> its output files, from the plan of the targets."""
-    configfiles = ("--configfile", "workflow/profiles/smoke/experiment.yaml", "studies.yaml")
-    result = snakemake(workdir, *SMOKE, "--summary", *targets, *configfiles)
+    result = snakemake(workdir, *SMOKE, "--summary", *targets, *CONFIGFILES)
     outputs: dict[str, list[str]] = {}
     for line in result.stdout.splitlines()[1:]:
         path, _, rule, *_ = line.split("\t")
@@ -91,3 +93,13 @@ def test_a_study_has_every_output_of_the_paper_experiment_under_its_own_folder(t
     planned = {path for files in outputs.values() for path in files}
     assert "results/summary/no_hessian/training.parquet" in planned
     assert "results/summary/no_hessian/hessian.parquet" not in planned
+
+
+def test_a_study_named_to_take_the_paper_experiments_targets_stops(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    studies = {"experiments": {"fig": STUDIES["no_hessian"] | {"hessian": "final"}}}
+    (workdir / "studies.yaml").write_text(yaml.safe_dump(studies))
+    result = snakemake(workdir, *SMOKE, "--dry-run", *CONFIGFILES, check=False)
+    assert result.returncode != 0
+    message = "config key experiments.fig: its targets ['fig_correlation'] are another experiment's"
+    assert message in result.stdout + result.stderr

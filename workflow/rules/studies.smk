@@ -136,7 +136,8 @@ def study_entries(experiment):
     }
 
 
-for experiment in config["experiments"]:
+# The paper experiment first: its targets keep their names, a study's must not take them.
+for experiment in sorted(config["experiments"], key=lambda name: name != PAPER):
     if experiment != ABLATION:
         entries = study_entries(experiment)
         taken = sorted(entries.keys() & NOTEBOOKS.keys())
