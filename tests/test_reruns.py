@@ -142,9 +142,9 @@ def test_a_changed_hessian_option_reruns_hessian_and_what_reads_it(workdir):
 
 
 def test_a_study_gets_every_table_and_figure_from_the_runs_it_shares(workdir):
-    tables = [*(f"table{n}" for n in range(1, 6)), "correlation", "provenance"]
+    tables = [*TABLES, "correlation", "provenance"]
     figures = ["test_accuracy", *HESSIAN_METRICS, "block_gaps", "accuracy_vs_metrics"]
-    figures.append("correlation")
+    figures += ["correlation"]
     paths = [f"results/tables/{name}.{suffix}" for name in tables for suffix in ("csv", "md")]
     paths += [f"results/figures/{name}.{suffix}" for name in figures for suffix in ("pdf", "png")]
     for path in map(in_study, paths):
