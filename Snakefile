@@ -1,5 +1,6 @@
 # Replication of Tan & Huang (2025), "Information-Theoretic Perspectives on Optimizers".
-# `snakemake --cores all` runs everything; `snakemake table1` (or any file path) runs one target.
+# `snakemake --cores all` runs everything; `snakemake table1` (or any file path) runs one target,
+# `snakemake study_<experiment>` all of one experiment's tables and figures.
 from snakemake.utils import min_version
 
 min_version("9.0")
