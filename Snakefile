@@ -1,5 +1,6 @@
 # Replication of Tan & Huang (2025), "Information-Theoretic Perspectives on Optimizers".
-# `snakemake --cores all` runs everything; `snakemake table1` (or any file path) runs one target.
+# `snakemake --cores all` runs everything; `snakemake table1` (or any file path) runs one target,
+# `snakemake study_<experiment>` all of one experiment's tables and figures.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -16,9 +17,8 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/hessian.smk"
 include: "workflow/rules/collect.smk"
-include: "workflow/rules/tables.smk"
-include: "workflow/rules/figures.smk"
 include: "workflow/rules/lion.smk"
+include: "workflow/rules/studies.smk"
 include: "workflow/rules/notebooks.smk"
 
 

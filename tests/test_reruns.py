@@ -2,6 +2,8 @@
 
 The run is the smoke workflow's paper experiment with one seed, two epochs, two checkpoints and
 a cheap Hessian (the full smoke run is test_workflow.py's): its DAG has every rule of the paper's.
+It also has a study, an experiment of some of the paper experiment's runs: it trains nothing and
+measures no Hessian of its own, but gets every table and figure the paper experiment gets.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import re
 import subprocess
 import sys
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -19,8 +22,17 @@ from conftest import SMOKE, copy_workflow, snakemake, snakemake_env
 pytestmark = pytest.mark.workflow
 
 EXPERIMENT = "workflow/profiles/smoke/experiment.yaml"
+STUDY = "extra"
 REDUCED = {
-    "experiments": {"paper": {"seeds": [0]}},
+    "experiments": {
+        "paper": {"seeds": [0]},
+        STUDY: {
+            "dataset": "digits",
+            "archs": ["resnet18"],
+            "optimizers": ["sgd", "adam"],
+            "seeds": [0],
+        },
+    },
     "archs": {"resnet18": {"epochs": 2}, "vit": {"epochs": 2}},
     "training": {"checkpoints": [0.0, 1.0]},
     "hessian": {"eval_size": 64, "max_k": 4, "probes": 4, "lanczos_max_iter": 5},
@@ -38,6 +50,16 @@ FIGURES = [f"fig_{m}" for m in ["test_accuracy", *HESSIAN_METRICS]]
 FIGURES += ["fig_block_gaps", "fig_accuracy_vs_metrics", "fig_correlation"]
 
 
+def studied(*targets: str) -> list[str]:
+    """The targets, and the study's same targets."""
+    return [*targets, *(f"{STUDY}_{target}" for target in targets)]
+
+
+def in_study(path: str) -> str:
+    """Where the study keeps what the paper experiment keeps at ``path``."""
+    return path.replace("results/", f"results/studies/{STUDY}/", 1)
+
+
 @pytest.fixture(scope="module")
 def workdir(tmp_path_factory):
     from snakemake.utils import update_config
@@ -45,7 +67,7 @@ def workdir(tmp_path_factory):
     workdir = copy_workflow(tmp_path_factory.mktemp("reruns"))
     for name in ("config.yaml", EXPERIMENT):
         config = yaml.safe_load((workdir / name).read_text())
-        # The paper's experiment alone: the other experiments' notebooks are not under test.
+        # The paper's experiment and the study: the other experiments' notebooks are not under test.
         config["experiments"] = {"paper": config["experiments"]["paper"]}
         if name == EXPERIMENT:
             update_config(config, REDUCED)
@@ -94,14 +116,14 @@ def test_named_targets_run_alone(workdir):
 
 def test_a_changed_table_notebook_reruns_its_tables_alone(workdir, edited):
     edited("notebooks/paper_table.ipynb")
-    expected = dict.fromkeys([*TABLES, "paper_comparison", "all"], 1)
+    expected = dict.fromkeys([*studied(*TABLES), "paper_comparison", "all"], 1)
     assert planned_jobs(workdir) == expected
 
 
 def test_a_changed_figure_notebook_reruns_its_figures_alone(workdir, edited):
     edited("notebooks/fig_progress.ipynb")
     progress_figures = [f"fig_{m}" for m in ["test_accuracy", *HESSIAN_METRICS]]
-    assert planned_jobs(workdir) == dict.fromkeys([*progress_figures, "all"], 1)
+    assert planned_jobs(workdir) == dict.fromkeys([*studied(*progress_figures), "all"], 1)
 
 
 def test_a_changed_hessian_option_reruns_hessian_and_what_reads_it(workdir):
@@ -114,8 +136,24 @@ def test_a_changed_hessian_option_reruns_hessian_and_what_reads_it(workdir):
         jobs = planned_jobs(workdir)
     finally:
         path.write_text(original)
-    readers = [*TABLES[1:], "paper_comparison", *FIGURES[1:], "correlation", "all"]
-    assert jobs == {"hessian": 4 * 2, "collect_hessian": 1} | dict.fromkeys(readers, 1)
+    readers = [*studied(*TABLES[1:], *FIGURES[1:], "correlation"), "paper_comparison", "all"]
+    # The study's runs are the paper experiment's: their Hessian is measured once.
+    assert jobs == {"hessian": 4 * 2, "collect_hessian": 2} | dict.fromkeys(readers, 1)
+
+
+def test_a_study_gets_every_table_and_figure_from_the_runs_it_shares(workdir):
+    tables = [*TABLES, "correlation", "provenance"]
+    figures = ["test_accuracy", *HESSIAN_METRICS, "block_gaps", "accuracy_vs_metrics"]
+    figures += ["correlation"]
+    paths = [f"results/tables/{name}.{suffix}" for name in tables for suffix in ("csv", "md")]
+    paths += [f"results/figures/{name}.{suffix}" for name in figures for suffix in ("pdf", "png")]
+    for path in map(in_study, paths):
+        assert (workdir / path).stat().st_size > 0, path
+    for target in [*TABLES, *FIGURES, "correlation", "provenance"]:
+        assert (workdir / f"results/notebooks/{STUDY}_{target}.ipynb").stat().st_size > 0
+    ours = pd.read_csv(workdir / in_study("results/tables/table1.csv"))
+    paper = pd.read_csv(workdir / "results/tables/table1.csv")
+    pd.testing.assert_frame_equal(ours, paper[paper["arch"] == "resnet18"].reset_index(drop=True))
 
 
 def report_variable(html: str, name: str) -> dict:
@@ -140,19 +178,30 @@ def test_report_holds_every_table_and_figure_with_captions(workdir):
         "results/tables/correlation.csv",
         "results/figures/correlation.png",
     ]
+    provenance = ["results/tables/provenance.csv", "results/tables/provenance.md"]
+    study = {
+        "tables": [in_study(f"results/tables/{name}.csv") for name in TABLES],
+        "training progress": list(map(in_study, progress)),
+        "correlation": list(map(in_study, correlation)),
+        "provenance": list(map(in_study, provenance)),
+    }
     assert {
         cat: {sub: sorted(files) for sub, files in subs.items()} for cat, subs in categories.items()
     } == {
         "Paper tables": {"Other": sorted(tables)},
         "Extension": {"training progress": sorted(progress), "correlation": sorted(correlation)},
-        "Provenance": {"Other": ["results/tables/provenance.csv", "results/tables/provenance.md"]},
+        "Provenance": {"Other": provenance},
+        f"Study {STUDY}": {sub: sorted(files) for sub, files in study.items()},
     }
     captions = {
         path: record["caption"] for path, record in report_variable(html, "results").items()
     }
-    assert set(captions) == set(tables + progress + correlation) | {
-        "results/tables/provenance.csv",
-        "results/tables/provenance.md",
+    assert set(captions) == {
+        *tables,
+        *progress,
+        *correlation,
+        *provenance,
+        *(path for files in study.values() for path in files),
     }
     expected = {
         "results/tables/table4.csv": "Table 4 of the paper, from this run: entropy gap",
@@ -165,8 +214,16 @@ def test_report_holds_every_table_and_figure_with_captions(workdir):
         "results/figures/correlation.png": "A metric that explains generalization",
         "results/tables/provenance.csv": "What every run was made with",
     }
+    expected |= {
+        in_study("results/tables/table4.csv"): "Table 4 of the paper, from the experiment",
+        in_study("results/figures/top_eigenvalue.png"): f"results/summary/{STUDY}/hessian",
+    }
     for path, phrase in expected.items():
         assert phrase in captions[path], (path, captions[path])
+    for name in ("top_eigenvalue", "block_gaps", "accuracy_vs_metrics"):
+        path = f"results/figures/{name}.png"
+        assert "Stars: the paper" in captions[path], "the paper's values on its experiment's"
+        assert "Stars" not in captions[in_study(path)], "and on no study's"
     assert "Replication of Tan &amp; Huang (2025)" in html, "the workflow's description"
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import torch
 
 
 def _umask() -> int:
@@ -43,6 +42,9 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def save_torch(obj: Any, path: str | os.PathLike) -> None:
+    # Imported here: the notebooks write tables with this module and need no torch (~1 s).
+    import torch
+
     with atomic_path(path) as tmp:
         torch.save(obj, tmp)
 

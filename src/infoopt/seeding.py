@@ -7,8 +7,10 @@ resumed run regenerates exactly the random numbers an uninterrupted run uses.
 from __future__ import annotations
 
 import hashlib
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:
+    import torch
 
 
 def derive_seed(*parts: object) -> int:
@@ -19,4 +21,7 @@ def derive_seed(*parts: object) -> int:
 
 def generator(device: torch.device | str, *parts: object) -> torch.Generator:
     """A torch generator on ``device`` seeded from ``parts``."""
+    # Imported here: the notebooks derive seeds with this module and need no torch (~1 s).
+    import torch
+
     return torch.Generator(device=device).manual_seed(derive_seed(*parts))

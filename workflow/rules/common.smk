@@ -40,9 +40,10 @@ config.update(_validated)
 SOURCE = Path(workflow.basedir) / "src"
 shell.prefix(f"export PYTHONPATH={SOURCE}" + "${{PYTHONPATH:+:$PYTHONPATH}}; ")
 
-# Tables and figures: name -> {"notebook": file stem under notebooks/, "inputs", "outputs",
-# "parameters"}; each stage's .smk adds its entries and notebooks.smk makes a rule of each.
-# Optional "report": {"category": "paper" | "extension" | "ablation" | "provenance",
+# Tables and figures: name -> {"experiment": the experiment it belongs to, "notebook": file
+# stem under notebooks/, "inputs", "outputs", "parameters"}; each stage's .smk adds its entries
+# and notebooks.smk makes a rule of each, and a target `study_<experiment>` of each experiment's.
+# Optional "report": {"category": "paper" | "extension" | "ablation" | "provenance" | "study",
 # "caption": "workflow/report/<file>.rst" (from the repository root), "subcategory": str
 # (optional), "outputs": [output names] (optional; default all)} puts those outputs into
 # `snakemake --report`, under the category's heading, with the caption.

@@ -92,6 +92,7 @@ if ABLATION in config["experiments"]:
     _tables = "results/tables/lion_{}"
     _figures = "results/figures/lion_{}"
     NOTEBOOKS["lion_accuracy"] = {
+        "experiment": ABLATION,
         "notebook": "lion_accuracy",
         "inputs": {
             "training": f"{_summary}/training.parquet",
@@ -105,6 +106,7 @@ if ABLATION in config["experiments"]:
         "report": ABLATION_REPORT | {"outputs": ["csv"]},
     }
     NOTEBOOKS["lion_paired"] = {
+        "experiment": ABLATION,
         "notebook": "lion_paired",
         "inputs": {"training": f"{_summary}/training.parquet"},
         "outputs": {
@@ -115,6 +117,7 @@ if ABLATION in config["experiments"]:
         "report": ABLATION_REPORT | {"outputs": ["csv"]},
     }
     NOTEBOOKS["lion_curves"] = {
+        "experiment": ABLATION,
         "notebook": "lion_curves",
         "inputs": {"history": f"{_summary}/history.parquet"},
         "outputs": {
@@ -129,6 +132,7 @@ if ABLATION in config["experiments"]:
     }
     if "lion_tanh" in _algorithms:
         NOTEBOOKS["lion_kappa"] = {
+            "experiment": ABLATION,
             "notebook": "lion_kappa",
             "inputs": {
                 "training": f"{_summary}/training.parquet",
@@ -143,6 +147,7 @@ if ABLATION in config["experiments"]:
         }
     if _ablation["hessian"] != "none":
         NOTEBOOKS["lion_hessian"] = {
+            "experiment": ABLATION,
             "notebook": "lion_hessian",
             "inputs": {"hessian": f"{_summary}/hessian.parquet"},
             "outputs": {
@@ -156,6 +161,7 @@ if ABLATION in config["experiments"]:
         }
     if "lr_sweep" in _ablation:
         NOTEBOOKS["lion_lr_sweep"] = {
+            "experiment": ABLATION,
             "notebook": "lion_lr_sweep",
             "inputs": {
                 "selections": [

@@ -1,16 +1,18 @@
-# One rule per entry of NOTEBOOKS (filled by tables.smk and the other stages), named after it.
-# Included last. A notebook's parameters are the entry's named inputs and outputs (a list of
-# files becomes one space-separated string) plus its fixed `parameters`; the executed notebook
-# is kept under results/notebooks/. An entry's optional "report" key flags outputs for
-# `snakemake --report` (see common.smk).
+# One rule per entry of NOTEBOOKS (filled by studies.smk and the other stages), named after it,
+# and a target rule `study_<experiment>` per experiment. Included last. A notebook's parameters
+# are the entry's named inputs and outputs (a list of files becomes one space-separated string)
+# plus its fixed `parameters`, which are also the rule's params (for the captions, with the
+# entry's experiment); the executed notebook is kept under results/notebooks/. An entry's
+# optional "report" key flags outputs for `snakemake --report` (see common.smk).
 import shlex
 
-# The "report" key's categories -> their headings in the report.
+# The "report" key's categories -> their headings in the report ({experiment}: the entry's).
 REPORT_CATEGORIES = {
     "paper": "Paper tables",
     "extension": "Extension",
     "ablation": "Ablation",
     "provenance": "Provenance",
+    "study": "Study {experiment}",
 }
 
 
@@ -48,7 +50,9 @@ def notebook_outputs(name, entry):
             outputs[key],
             # Captions are named from the repository root; Snakemake resolves them from here.
             caption=f"../../{settings['caption']}",
-            category=REPORT_CATEGORIES[settings["category"]],
+            category=REPORT_CATEGORIES[settings["category"]].format(
+                experiment=entry["experiment"]
+            ),
             subcategory=settings.get("subcategory"),
             labels={"target": name, "file": Path(outputs[key]).name},
         )
@@ -71,9 +75,25 @@ for name, entry in NOTEBOOKS.items():
         conda:
             "../../envs/notebooks.yaml"
         params:
+            **entry["parameters"],
             parameters=lambda wc, input, output, entry=entry: papermill_parameters(
                 entry, input, output
             ),
+            experiment=entry["experiment"],
         shell:
             "python -m papermill {input.notebook} {output.executed} {params.parameters}"
             " --no-progress-bar --cwd . > {log} 2>&1"
+
+
+for experiment in dict.fromkeys(entry["experiment"] for entry in NOTEBOOKS.values()):
+
+    rule:
+        name:
+            f"study_{experiment}"
+        input:
+            [
+                path
+                for entry in NOTEBOOKS.values()
+                if entry["experiment"] == experiment
+                for path in entry["outputs"].values()
+            ],

@@ -140,7 +140,8 @@ def progress_figure(long: pd.DataFrame, metric: str, paper: pd.DataFrame | None 
             ax.set(title=arch, xlabel=PROGRESS_LABEL, ylabel=label(metric), xlim=(-3, 103))
             ax.set_xticks(_spaced_ticks(sorted(rows["percent"].unique())))
         _legend(axes[0, 0], colors, drawn_paper)
-        fig.suptitle(TITLES.get(metric, label(metric)) + " (band: range over seeds)")
+        # Two lines, so that a single panel (one architecture) holds the title.
+        fig.suptitle(TITLES.get(metric, label(metric)) + "\n(band: range over seeds)")
     return fig
 
 
@@ -220,7 +221,7 @@ def block_gap_figure(blocks: pd.DataFrame, paper: pd.DataFrame | None = None) ->
             ax.set_xlim(-0.6, len(progress) - 0.4)
             ax.set(title=arch, xlabel="checkpoint (% of optimizer steps)", ylabel=label("gap"))
         _legend(axes[0, 0], colors, drawn_paper)
-        fig.suptitle("Entropy gap per parameter block (white dot: mean over blocks, Table 4)")
+        fig.suptitle("Entropy gap per parameter block\n(white dot: mean over blocks, Table 4)")
     return fig
 
 

@@ -1,0 +1,174 @@
+# Every experiment's Tables 1–5, figures, correlation study and provenance table (entries of
+# NOTEBOOKS), but the Lion ablation's, which has its own (lion.smk). The paper experiment's keep
+# the paper's names (table1, fig_entropy_gap, ...) and paths (results/tables/, results/figures/);
+# any other experiment's, a study's, are named <experiment>_table1, ..., live under
+# results/studies/<experiment>/ and have a heading of their own in the report. The paper
+# experiment also gets the comparison with the paper's numbers.
+
+PAPER = "paper"
+# The paper's tables: number -> (metric, summary table, decimals in Markdown).
+PAPER_TABLES = {
+    1: ("test_accuracy", "training", 2),
+    2: ("positive_block_ratio", "hessian", 4),
+    3: ("abs_trace_sum", "hessian", 4),
+    4: ("entropy_gap", "hessian", 2),
+    5: ("entropy_gap_deviation", "hessian", 2),
+}
+# Figure of one metric against training progress -> the summary table that holds the metric.
+PROGRESS_FIGURES = {
+    "test_accuracy": "training",
+    "positive_block_ratio": "hessian",
+    "abs_trace_sum": "hessian",
+    "entropy_gap": "hessian",
+    "entropy_gap_deviation": "hessian",
+    "top_eigenvalue": "hessian",
+    "hessian_trace": "hessian",
+}
+# Where the paper experiment's outputs sit in the report: group -> (category, subcategory).
+# A study's sit under its own heading (category "study"), a subcategory per group.
+REPORT_GROUPS = {
+    "tables": ("paper", None),
+    "training progress": ("extension", "training progress"),
+    "correlation": ("extension", "correlation"),
+    "provenance": ("provenance", None),
+}
+
+
+def study_entries(experiment):
+    """The NOTEBOOKS entries of ``experiment``'s tables, figures, correlation study and
+    provenance (see the top of this file); with `hessian: none`, those that need no Hessian.
+    """
+    paper = experiment == PAPER
+    root = "results" if paper else f"results/studies/{experiment}"
+    summary = f"results/summary/{experiment}"
+    summaries = (
+        ["training", "hessian"] if hessian_progress(experiment) else ["training"]
+    )
+    # The paper's values (CIFAR-10) are drawn on the paper experiment's figures only.
+    markers = {"paper_markers": paper}
+
+    def tables(stem):
+        return {
+            "csv": f"{root}/tables/{stem}.csv",
+            "markdown": f"{root}/tables/{stem}.md",
+        }
+
+    def figures(stem):
+        return {
+            "pdf": f"{root}/figures/{stem}.pdf",
+            "png": f"{root}/figures/{stem}.png",
+        }
+
+    def report(group, caption, outputs):
+        category, subcategory = REPORT_GROUPS[group] if paper else ("study", group)
+        return {
+            "category": category,
+            "subcategory": subcategory,
+            "caption": f"workflow/report/{caption}.rst",
+            "outputs": outputs,
+        }
+
+    entries = {
+        f"table{number}": {
+            "notebook": "paper_table",
+            "inputs": {"summary": f"{summary}/{table}.parquet"},
+            "outputs": tables(f"table{number}"),
+            "parameters": {"table": number, "metric": metric, "digits": digits},
+            "report": report("tables", "paper_table", ["csv"]),
+        }
+        for number, (metric, table, digits) in PAPER_TABLES.items()
+        if table in summaries
+    }
+    entries |= {
+        f"fig_{metric}": {
+            "notebook": "fig_progress",
+            "inputs": {"summary": f"{summary}/{table}.parquet"},
+            "outputs": figures(metric),
+            "parameters": {"metric": metric} | markers,
+            "report": report("training progress", "fig_progress", ["png"]),
+        }
+        for metric, table in PROGRESS_FIGURES.items()
+        if table in summaries
+    }
+    if "hessian" in summaries:
+        points = {
+            "training": f"{summary}/training.parquet",
+            "hessian": f"{summary}/hessian.parquet",
+        }
+        entries["fig_block_gaps"] = {
+            "notebook": "fig_block_gaps",
+            "inputs": {"blocks": f"{summary}/hessian_blocks.parquet"},
+            "outputs": figures("block_gaps"),
+            "parameters": markers,
+            "report": report("training progress", "fig_block_gaps", ["png"]),
+        }
+        entries["fig_accuracy_vs_metrics"] = {
+            "notebook": "fig_accuracy",
+            "inputs": points,
+            "outputs": figures("accuracy_vs_metrics"),
+            "parameters": markers,
+            "report": report("correlation", "fig_accuracy", ["png"]),
+        }
+        entries["correlation"] = {
+            "notebook": "correlation",
+            "inputs": points,
+            "outputs": tables("correlation"),
+            "parameters": {"n_boot": 2000, "confidence": 0.95, "seed": 0},
+            "report": report("correlation", "correlation", ["csv"]),
+        }
+        entries["fig_correlation"] = {
+            "notebook": "fig_correlation",
+            "inputs": {"table": tables("correlation")["csv"]},
+            "outputs": figures("correlation"),
+            "parameters": {},
+            "report": report("correlation", "fig_correlation", ["png"]),
+        }
+    entries["provenance"] = {
+        "notebook": "provenance",
+        "inputs": {"runs": f"{summary}/runs.parquet"},
+        "outputs": tables("provenance"),
+        "parameters": {},
+        "report": report("provenance", "provenance", ["csv", "markdown"]),
+    }
+    return {
+        name if paper else f"{experiment}_{name}": entry | {"experiment": experiment}
+        for name, entry in entries.items()
+    }
+
+
+# The paper experiment first: its targets keep their names, a study's must not take them.
+for experiment in sorted(config["experiments"], key=lambda name: name != PAPER):
+    if experiment != ABLATION:
+        entries = study_entries(experiment)
+        taken = sorted(entries.keys() & NOTEBOOKS.keys())
+        if taken:
+            raise WorkflowError(
+                f"config key experiments.{experiment}: its targets {taken} are another"
+                " experiment's; rename it"
+            )
+        NOTEBOOKS.update(entries)
+
+if PAPER in config["experiments"] and hessian_progress(PAPER):
+    NOTEBOOKS["paper_comparison"] = {
+        "experiment": PAPER,
+        "notebook": "paper_comparison",
+        "inputs": {
+            "tables": [NOTEBOOKS[f"table{n}"]["outputs"]["csv"] for n in PAPER_TABLES],
+            # The claims' verdicts pair runs by seed: they read the per-seed values.
+            "training": f"results/summary/{PAPER}/training.parquet",
+            "hessian": f"results/summary/{PAPER}/hessian.parquet",
+        },
+        "outputs": {
+            "comparison": "results/tables/paper_comparison.csv",
+            "claims": "results/tables/paper_claims.csv",
+            "markdown": "results/tables/paper_claims.md",
+            "pdf": "results/figures/paper_claims.pdf",
+            "png": "results/figures/paper_claims.png",
+        },
+        "parameters": {},
+        "report": {
+            "category": "paper",
+            "caption": "workflow/report/paper_comparison.rst",
+            "outputs": ["comparison", "claims", "png"],
+        },
+    }
