@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from conftest import SMOKE, copy_workflow, snakemake
+from test_reruns import HESSIAN_METRICS
 
 pytestmark = pytest.mark.workflow
 
@@ -28,14 +29,6 @@ STUDIES = {
         "hessian": "none",
     },
 }
-HESSIAN_METRICS = [
-    "positive_block_ratio",
-    "abs_trace_sum",
-    "entropy_gap",
-    "entropy_gap_deviation",
-    "top_eigenvalue",
-    "hessian_trace",
-]
 # The paper experiment's targets; all of them but paper_comparison are a study's too.
 PAPER_TARGETS = {
     *(f"table{n}" for n in range(1, 6)),
