@@ -57,6 +57,10 @@ def test_every_job_logged_and_benchmarked(smoke):
     assert re.search(r": ok, stored as [0-9a-f]{12}$", last), last
     benchmark = pd.read_csv(smoke / "logs/benchmarks/train/digits/vit/adam/seed1.tsv", sep="\t")
     assert benchmark["s"].iloc[0] > 0
+    logs, benchmarks = smoke / "logs", smoke / "logs/benchmarks"
+    jobs = {p.relative_to(logs).with_suffix("") for p in logs.rglob("*.log")}
+    timed = {p.relative_to(benchmarks).with_suffix("") for p in benchmarks.rglob("*.tsv")}
+    assert jobs <= timed, f"jobs without a benchmark: {sorted(jobs - timed)}"
     assert not list(smoke.glob("results/runs/**/.partial"))
     assert not list(smoke.glob("results/store/*/*.partial")), "every job's state was filed"
 
