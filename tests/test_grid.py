@@ -233,3 +233,16 @@ def test_an_axis_of_one_value_fixes_that_setting(paper_config):
     assert names == ["sgd", "adam-lr0p001-weight_decay0p0005", "adam-lr0p003-weight_decay0p0005"]
     spec = run_spec(config, Run("cifar10", "vit", names[2], 0))
     assert spec["hparams"]["weight_decay"] == 5.0e-4 and spec["hparams"]["lr"] == 3.0e-3
+
+
+def test_config_yaml_declares_the_grid_its_readme_costs(paper_config):
+    config = validate_config(paper_config, SCHEMA)
+    runs = experiment_runs(config, "grid")
+    assert len(runs) == 2 * 3 * 2 * 2
+    assert {run_spec(config, run)["training"]["batch_size"] for run in runs} == {128, 512}
+    assert {run_spec(config, run)["training"]["epochs"] for run in runs} == {200}
+
+
+def test_the_smoke_grid_overrides_config_yamls(smoke_config):
+    config = validate_config(smoke_config, SCHEMA)
+    assert len(experiment_runs(config, "grid")) == 5
