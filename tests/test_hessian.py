@@ -8,6 +8,7 @@ block pruning, no micro-batches, no vmap, i.e. none of the code paths under test
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import re
 import statistics
@@ -78,14 +79,66 @@ class CNN(nn.Module):
         return self.fc(x.flatten(1))
 
 
+class Reused(nn.Module):
+    """A layer applied twice, a scale multiplied in twice and a linear head: only the head's
+    Hessian is its Gauss-Newton block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layer = nn.Linear(16, 16)
+        self.scale = nn.Parameter(torch.full((16,), 0.9))
+        self.head = nn.Linear(16, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.layer(F.relu(self.layer(x.flatten(1)))))
+        return self.head(x * self.scale * self.scale)
+
+
+class Mixed(nn.Module):
+    """ReLU layers whose images meet in a batch mean: piecewise linear, but an image's logits
+    depend on the other images' activations below the mean."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.first, self.second = nn.Linear(16, 8), nn.Linear(8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.first(x.flatten(1)))
+        return self.second(x - x.mean(dim=0))
+
+
 def tiny_vit() -> nn.Module:
     options = {"patch_size": 2, "dim": 6, "depth": 1, "heads": 2, "head_dim": 3, "mlp_dim": 8}
     return build_model("vit", num_classes=4, in_channels=1, image_size=4, options=options)
 
 
+def tiny_resnet() -> nn.Module:
+    options = {"width": 1, "blocks": [1, 1, 1, 1]}
+    return build_model("resnet18", num_classes=4, in_channels=1, image_size=4, options=options)
+
+
+MODELS = {
+    "mlp": MLP,
+    "cnn": CNN,
+    "vit": tiny_vit,
+    "resnet": tiny_resnet,
+    "reused": Reused,
+    "mixed": Mixed,
+}
+# The blocks whose Hessian the operator finds to be their Gauss-Newton block.
+GAUSS_NEWTON_BLOCKS = {
+    "mlp": {"net.4.weight", "net.4.bias"},
+    "cnn": {"conv.weight", "conv.bias", "bn.weight", "bn.bias", "fc.weight", "fc.bias"},
+    "vit": {"head.weight", "head.bias"},
+    "resnet": {name for name, _ in tiny_resnet().named_parameters()},
+    "reused": {"head.weight", "head.bias"},
+    "mixed": {"second.weight", "second.bias"},
+}
+
+
 def make_model(name: str) -> nn.Module:
     torch.manual_seed(0)
-    model = {"mlp": MLP, "cnn": CNN, "vit": tiny_vit}[name]()
+    model = MODELS[name]()
     model.train()
     with torch.no_grad():
         for _ in range(3):  # non-trivial BatchNorm running statistics
@@ -113,11 +166,17 @@ def dense_hessian(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.T
     return torch.autograd.functional.hessian(loss, flat)
 
 
-@pytest.fixture(scope="module", params=["mlp", "cnn", "vit"])
-def case(request):
-    model = make_model(request.param)
+@functools.cache
+def reference(name: str) -> tuple[nn.Module, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Model ``name``, data, and their dense Hessian (the tests leave them untouched)."""
+    model = make_model(name)
     x, y = make_data()
     return model, x, y, dense_hessian(model, x, y)
+
+
+@pytest.fixture(scope="module", params=["mlp", "cnn", "vit", "resnet"])
+def case(request):
+    return reference(request.param)
 
 
 def diagonal_block(hessian: torch.Tensor, space: ParameterSpace, b: int) -> torch.Tensor:
@@ -286,6 +345,27 @@ def test_sub_hessians_are_principal_submatrices(case):
         np.testing.assert_allclose(matrix, hessian[index][:, index].numpy(), rtol=1e-9, atol=1e-12)
     assert operator.block_products == sum(len(c) for c in coords)
     assert operator.full_products == 0
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_gauss_newton_blocks_are_found_and_exact(name):
+    model, x, y, hessian = reference(name)
+    # One micro-batch: the batch mean of `mixed` makes its loss depend on the batching.
+    operator = HessianOperator(model, x, y, dtype="float64")
+    space = operator.space
+    found = {space.names[b] for b in operator.gauss_newton.blocks}
+    assert found == GAUSS_NEWTON_BLOCKS[name]
+    coords = block_coordinates(space, 6, seed=3)
+    exact = sorted(operator.gauss_newton.blocks)
+    matrices = operator.gauss_newton_submatrices(exact, [coords[b] for b in exact])
+    for b, matrix in zip(exact, matrices, strict=True):
+        index = coords[b] + space.offsets[b]
+        torch.testing.assert_close(matrix, hessian[index][:, index], rtol=1e-9, atol=1e-12)
+    assert operator.block_products == sum(len(coords[b]) for b in exact)
+    others = sorted(set(range(len(space))) - operator.gauss_newton.blocks)
+    if others:
+        with pytest.raises(ValueError, match=re.escape(space.names[others[0]])):
+            operator.gauss_newton_submatrices(others, [coords[b] for b in others])
 
 
 def test_coordinates_depend_on_block_name_and_seed_only():

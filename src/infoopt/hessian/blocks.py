@@ -3,7 +3,9 @@
 For block ``b`` (one parameter tensor) a seeded set ``S_b`` of ``k_b = min(numel_b, K)``
 coordinates is drawn from ``generator("cpu", seed, "coords", block_name)``: it depends on the
 block's name and the seed only, so every checkpoint of a run uses the same coordinates.
-``H[S_b, S_b]`` is exact: column ``j`` is ``(H_bb e_j)[S_b]``, from ``k_b`` block products.
+``H[S_b, S_b]`` is exact: column ``j`` is ``(H_bb e_j)[S_b]``, from ``k_b`` block products, or,
+for a block whose Hessian is its Gauss-Newton block (every block of a ReLU network), from
+first-order passes (:mod:`infoopt.hessian.gauss_newton`).
 """
 
 from __future__ import annotations
@@ -40,19 +42,27 @@ def sub_hessians(
     *,
     progress: bool = False,
 ) -> list[np.ndarray]:
-    """The symmetrised float64 ``H[S_b, S_b]`` of each of ``blocks`` (default: every block)."""
+    """The symmetrised float64 ``H[S_b, S_b]`` of each of ``blocks`` (default: every block):
+    together, in one pass over the data, those whose Hessian is their Gauss-Newton block
+    (``operator.gauss_newton``); the others from ``k_b`` block products each."""
     space = operator.space
     blocks = range(len(space)) if blocks is None else blocks
+    exact = [b for b in blocks if b in operator.gauss_newton.blocks]
+    found = operator.gauss_newton_submatrices(exact, [coords[b] for b in exact], progress=progress)
+    known = dict(zip(exact, found, strict=True))
     matrices = []
     for block in tqdm(blocks, desc="sub-Hessians", disable=not progress, leave=False):
-        index = coords[block].to(operator.device)
-        units = torch.zeros(
-            len(index), space.numels[block], device=operator.device, dtype=operator.dtype
-        )
-        units[torch.arange(len(index), device=operator.device), index] = 1.0
-        # Row j of the product is (H_bb e_{S_j})ᵀ: its entries at S_b are H[S_b, S_j].
-        columns = operator.block_matmul(block, units)[:, index]
-        matrix = columns.T.double().cpu().numpy()
+        if block in known:
+            matrix = known[block].double().cpu().numpy()
+        else:
+            index = coords[block].to(operator.device)
+            units = torch.zeros(
+                len(index), space.numels[block], device=operator.device, dtype=operator.dtype
+            )
+            units[torch.arange(len(index), device=operator.device), index] = 1.0
+            # Row j of the product is (H_bb e_{S_j})ᵀ: its entries at S_b are H[S_b, S_j].
+            columns = operator.block_matmul(block, units)[:, index]
+            matrix = columns.T.double().cpu().numpy()
         matrices.append(0.5 * (matrix + matrix.T))
     return matrices
 

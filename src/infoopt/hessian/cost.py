@@ -4,16 +4,20 @@ The work is counted from the options and the model's parameter tensors (the mode
 meta device, which allocates nothing), as :func:`~infoopt.hessian.metrics.checkpoint_hessian_table`
 spends it:
 
-- products: ``k_b = min(numel_b, max_k)`` block products for each block of the share (one call of
-  ``k_b`` vectors each) and, in the share that computes them, ``probes`` + ``lanczos_max_iter``
-  full products (Hutchinson in calls of ``probe_batch`` vectors, Lanczos one vector per call; as
-  Lanczos may stop earlier, this bounds the job);
+- products: ``k_b = min(numel_b, max_k)`` columns of each block's sub-Hessian in the share: block
+  products (one call of ``k_b`` vectors per block) or, for a block whose Hessian is its
+  Gauss-Newton block (every ResNet18 block; :mod:`~infoopt.hessian.gauss_newton`), first-order
+  passes that need no create-graph gradient; and, in the share that computes them, ``probes`` +
+  ``lanczos_max_iter`` full products (Hutchinson in calls of ``probe_batch`` vectors, Lanczos one
+  vector per call; as Lanczos may stop earlier, this bounds the job);
 - graphs: the micro-batches of :func:`~infoopt.hessian.hvp.plan_micro_batches` under
-  ``memory_budget_gb``; a kept micro-batch's graph is built once, the others' on every call.
+  ``memory_budget_gb``; a kept micro-batch's graph is built once, the others' on every call
+  of products.
 
 Each costs its images times seconds per image measured once per model family and device kind,
 on the paper's model at CIFAR shape: ``costs.yaml`` beside this file (``gradient``: building a
-create-graph gradient, ``product`` and ``block_product``: one vector through a kept graph).
+create-graph gradient, ``product``: one vector through a kept graph, ``block_product``: one column,
+the blocks' mean as the operator computes them).
 Another size of a family is scaled by its forward and backward FLOPs per image (time) and by the
 bytes its create-graph gradient saves per image (its graph), both counted on the meta device;
 float64 doubles both. CPU costs are one thread's CPU time: a job with more threads is not assumed
@@ -45,7 +49,13 @@ from torch.utils.flop_counter import FlopCounterMode
 from infoopt import models
 from infoopt.atomic import write_json
 from infoopt.canonical import canonical_json
-from infoopt.hessian.hvp import GIB, Footprint, MicroBatchPlan, plan_micro_batches
+from infoopt.hessian.hvp import (
+    GIB,
+    Footprint,
+    HessianOperator,
+    MicroBatchPlan,
+    plan_micro_batches,
+)
 from infoopt.hessian.metrics import shard_plan
 from infoopt.hessian.options import HessianOptions
 from infoopt.hessian.space import ParameterSpace
@@ -180,6 +190,20 @@ def _size(spec: str) -> _Size:
     return size
 
 
+@functools.cache
+def _graphless_blocks(spec: str) -> frozenset[int]:
+    """The blocks of a model spec (canonical JSON of :func:`build_model`'s arguments) whose
+    sub-Hessians need no graph, their Hessians being their Gauss-Newton blocks: found as the
+    operator finds them (``HessianOperator.gauss_newton``), on two random images."""
+    model_spec = json.loads(spec)
+    side, channels = model_spec["image_size"], model_spec["in_channels"]
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        model = build_model(**model_spec)
+        x = torch.randn(2, channels, side, side)
+    return HessianOperator(model, x, torch.zeros(2, dtype=torch.long)).gauss_newton.blocks
+
+
 def predict(
     options: HessianOptions,
     model: dict[str, Any],
@@ -201,14 +225,16 @@ def predict(
         raise ValueError(f"no measured Hessian costs for model {name!r} on {device_kind}")
     measured = table[name]
     defaults = model_options(name)
-    size = _size(canonical_json(model | {"options": defaults | (model.get("options") or {})}))
+    spec = canonical_json(model | {"options": defaults | (model.get("options") or {})})
+    size = _size(spec)
     reference = _size(canonical_json({"name": name, **REFERENCE_SHAPE, "options": defaults}))
     element = 8 if options.dtype == "float64" else 4
 
     index, count = shard or (0, 1)
     blocks, global_share = shard_plan(size.numels, options, count)[index]
     ks = [min(size.numels[b], options.max_k) for b in blocks]
-    calls = len(blocks)
+    graphless = _graphless_blocks(spec)
+    calls = sum(b not in graphless for b in blocks)
     full = 0
     if global_share:
         full = options.probes + options.lanczos_max_iter

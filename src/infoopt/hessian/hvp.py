@@ -30,6 +30,7 @@ call, so its cost is shared by a call's vectors.
 from __future__ import annotations
 
 import copy
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -38,7 +39,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.nn.attention import SDPBackend, sdpa_kernel
+from tqdm.auto import tqdm
 
+from infoopt.hessian import gauss_newton
 from infoopt.hessian.options import DTYPE_NAMES
 from infoopt.hessian.space import ParameterSpace
 
@@ -219,6 +222,7 @@ class HessianOperator:
         if budget is not None and footprint is None:
             footprint = self._measure_footprint()
         self.footprint = footprint
+        self.budget_bytes = budget
         self.plan = plan_micro_batches(
             len(y), footprint, budget, vector_batch=vector_batch, size=micro_batch_size
         )
@@ -344,6 +348,57 @@ class HessianOperator:
         sums = self._accumulate(every, parts, every)
         self.full_products += len(vectors)
         return self.space.flatten(sums)
+
+    @functools.cached_property
+    def gauss_newton(self) -> gauss_newton.GaussNewtonBlocks:
+        """The blocks whose Hessian is their Gauss-Newton block (:mod:`infoopt.hessian.
+        gauss_newton`), read off the graph of the first :data:`PROBE_IMAGES` images' logits."""
+        with sdpa_kernel(SDPBackend.MATH):
+            return gauss_newton.exact_blocks(self.model, self.params, self.x[:PROBE_IMAGES])
+
+    def _gauss_newton_size(self, blocks: Sequence[int]) -> int:
+        """Images per pass of :meth:`gauss_newton_submatrices`: the plan's micro-batches, fewer
+        where a memory budget leaves less room (beside the kept graphs and the unit vectors of
+        the largest block) than the pass's forward graph, class gradients and tangents need."""
+        if self.budget_bytes is None:
+            return self.plan.size
+        holders = [gauss_newton.owners(self.model, self.params)[b] for b in blocks]
+        outputs = [self.gauss_newton.outputs[b] for b in blocks]
+        element = torch.finfo(self.dtype).bits // 8
+        elements = gauss_newton.bytes_per_image(self.gauss_newton.classes, holders, outputs)
+        per_image = self.footprint.per_image + element * elements
+        units = element * gauss_newton.TANGENTS * max(self.space.numels[b] for b in blocks)
+        kept = len(self._kept) * self.footprint.graph(self.plan.size)
+        room = self.budget_bytes - kept - units
+        return min(self.plan.size, gauss_newton.micro_batch(room, per_image, self.num_samples))
+
+    def gauss_newton_submatrices(
+        self, blocks: Sequence[int], coords: Sequence[torch.Tensor], *, progress: bool = False
+    ) -> list[torch.Tensor]:
+        """``H[S, S]`` of each of ``blocks`` (all in :attr:`gauss_newton`), with ``S`` its
+        ``coords`` (sorted indices into the block): exact like :meth:`block_matmul`'s columns,
+        from one forward, a backward per class and one-module tangents per micro-batch instead
+        of a double-backward per coordinate. Counted in ``block_products``, a column each."""
+        blocks = list(blocks)
+        if not blocks:
+            return []
+        others = sorted(set(blocks) - self.gauss_newton.blocks)
+        if others:
+            names = ", ".join(self.space.names[b] for b in others)
+            raise ValueError(f"the Hessians of blocks {names} are not their Gauss-Newton blocks")
+        holders = [gauss_newton.owners(self.model, self.params)[b] for b in blocks]
+        index = [c.to(self.device) for c in coords]
+        sums = [torch.zeros(len(c), len(c), device=self.device, dtype=self.dtype) for c in index]
+        size = self._gauss_newton_size(blocks)
+        starts = range(0, self.num_samples, size)
+        with sdpa_kernel(SDPBackend.MATH):
+            for start in tqdm(starts, desc="Gauss-Newton blocks", disable=not progress):
+                x = self.x[start : start + size]
+                gauss_newton.add_submatrices(
+                    self.model, holders, x, index, sums, 1 / self.num_samples
+                )
+        self.block_products += sum(len(c) for c in index)
+        return sums
 
     def block_matmul(self, block: int, vectors: torch.Tensor) -> torch.Tensor:
         """``H_bb v`` for each row of ``vectors`` (V, numel_b): the diagonal block's products."""

@@ -1,0 +1,277 @@
+"""Principal sub-Hessians of the blocks whose Hessian is their Gauss-Newton block, without
+Hessian-vector products.
+
+With ``f`` the logits and ``J_b = ∂f/∂θ_b``, block ``b``'s diagonal Hessian block is
+``H_bb = J_bᵀ H_CE J_b + Σ_c (∂L/∂f_c) ∂²f_c/∂θ_b²`` (``H_CE``: the cross-entropy's Hessian in the
+logits). When the logits are piecewise linear in ``θ_b`` alone (every op from ``θ_b`` to the logits
+is linear, piecewise linear like ReLU and max-pooling, or a product with ``θ_b`` in one factor
+only), the second term is zero almost everywhere, and autograd's double-backward computes zero for
+it too: ``H_bb`` is its Gauss-Newton block, exactly. That holds for every block of a ReLU network
+of convolutions, eval-mode BatchNorm and pooling (our ResNet18), and for a network's last layers
+(the ViT's head). :func:`exact_blocks` reads it off the autograd graph of one forward pass.
+
+Such a block's ``K x K`` submatrix needs no second-order pass. With ``H_CE = A Aᵀ`` per image
+(``A = diag(√p) − p √pᵀ``, ``p`` the softmax), ``H[S, S] = Σ_n M_nᵀ M_n / N`` for
+``M_n = A_nᵀ J_n[:, S]``. Through the output ``z`` of the module that holds ``θ_b``,
+``J_n[:, S] = (∂f_n/∂z_n)(∂z_n/∂θ_S)``, so row ``c`` of ``M_n`` is ``⟨δ_c, t_s⟩``: ``δ_c`` the
+gradient at ``z`` of the logits against column ``c`` of ``A`` (one backward pass per class, shared
+by every block), ``t_s`` the tangent of ``z`` along coordinate ``s`` (a forward-mode product through
+that one module). One forward, C backward passes and ``K`` one-module tangents per block replace
+``K`` block products, each a double-backward through everything above the block.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.func import functional_call, jvp, vmap
+
+# Autograd nodes of ops whose second derivative is zero (almost everywhere) in all their inputs
+# together: linear maps (sums, means, views, copies) and piecewise linear ones (ReLU, max-pooling).
+LINEAR_NODES = frozenset(
+    {
+        "AccumulateGrad",
+        "AdaptiveAvgPool2DBackward0",
+        "AddBackward0",
+        "AddBackward1",
+        "AvgPool2DBackward0",
+        "CatBackward0",
+        "CloneBackward0",
+        "ExpandBackward0",
+        "MaxPool2DWithIndicesBackward0",
+        "MeanBackward0",
+        "MeanBackward1",
+        "MulBackward1",
+        "NegBackward0",
+        "PermuteBackward0",
+        "ReluBackward0",
+        "SelectBackward0",
+        "SliceBackward0",
+        "SqueezeBackward1",
+        "SubBackward0",
+        "SubBackward1",
+        "SumBackward0",
+        "SumBackward1",
+        "TBackward0",
+        "TransposeBackward0",
+        "UnsafeViewBackward0",
+        "UnsqueezeBackward0",
+        "ViewBackward0",
+    }
+)
+# Products: linear in each of the two inputs at these positions (the others enter additively), so
+# a block's second derivative there is zero unless both factors depend on it.
+PRODUCT_NODES = {
+    "AddmmBackward0": (1, 2),
+    "BmmBackward0": (0, 1),
+    "ConvolutionBackward0": (0, 1),
+    "MmBackward0": (0, 1),
+    "MulBackward0": (0, 1),
+}
+
+
+# Coordinates whose tangents one forward-mode pass through a module computes together.
+TANGENTS = 16
+
+
+def owners(model: nn.Module, params: Sequence[torch.Tensor]) -> list[tuple[nn.Module, str]]:
+    """The module that holds each of ``params`` itself, and the parameter's name in it."""
+    found: dict[int, tuple[nn.Module, str]] = {}
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            found.setdefault(id(param), (module, name))
+    return [found[id(p)] for p in params]
+
+
+@contextmanager
+def captured(modules: Sequence[nn.Module]) -> Iterator[dict[nn.Module, list[tuple]]]:
+    """Every call of ``modules`` while in the context: ``(args, kwargs, output)`` each."""
+    calls: dict[nn.Module, list[tuple]] = {module: [] for module in modules}
+
+    def record(module, args, kwargs, output):
+        calls[module].append((args, kwargs, output))
+
+    handles = [module.register_forward_hook(record, with_kwargs=True) for module in calls]
+    try:
+        yield calls
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def _postorder(root: torch.autograd.graph.Node) -> list[torch.autograd.graph.Node]:
+    """The nodes of the graph below ``root``, each after every node it leads to."""
+    order, expanded, stack = [], set(), [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if done:
+            order.append(node)
+        elif node not in expanded:
+            expanded.add(node)
+            stack.append((node, True))
+            stack.extend((child, False) for child, _ in node.next_functions if child is not None)
+    return order
+
+
+def _reaches(root: torch.autograd.graph.Node, target, blocked) -> bool:
+    """Whether a path from ``root`` leads to ``target`` without passing through ``blocked``."""
+    seen, stack = {root, blocked}, [root] if root is not blocked else []
+    while stack:
+        node = stack.pop()
+        if node is target:
+            return True
+        for child, _ in node.next_functions:
+            if child is not None and child not in seen:
+                seen.add(child)
+                stack.append(child)
+    return False
+
+
+@dataclass(frozen=True)
+class GaussNewtonBlocks:
+    """The blocks whose Hessian is their Gauss-Newton block (indices into the parameters), the
+    number of classes, and per block the numel per image of the output of the module holding it
+    (0 for the other blocks)."""
+
+    blocks: frozenset[int]
+    classes: int
+    outputs: tuple[int, ...]
+
+
+def exact_blocks(
+    model: nn.Module, params: Sequence[torch.Tensor], x: torch.Tensor
+) -> GaussNewtonBlocks:
+    """Which blocks' Hessians equal their Gauss-Newton blocks, read off the autograd graph of the
+    logits ``model(x)`` (``(images, classes)``, ``x``: two images or more): block ``b``
+    qualifies when every node above it is in :data:`LINEAR_NODES`, or in :data:`PRODUCT_NODES`
+    with ``θ_b`` in at most one factor, and every path from the logits to ``θ_b`` passes through
+    the output of the module holding it, called once, whose first dimension is the images' and
+    whose slice of one image is all that image's logits depend on. Unknown ops count as
+    nonlinear: a block in doubt keeps its Hessian-vector products."""
+    holders = owners(model, params)
+    modules = list({id(m): m for m, _ in holders}.values())
+    with captured(modules) as calls:
+        logits = model(x)
+    exact, outputs = set(), [0] * len(params)
+    if logits.dim() != 2 or logits.grad_fn is None:
+        return GaussNewtonBlocks(frozenset(), 0, tuple(outputs))
+    block_of = {id(p): b for b, p in enumerate(params)}
+    leaves: dict[int, torch.autograd.graph.Node] = {}
+    depends: dict[torch.autograd.graph.Node, frozenset[int]] = {}
+    nonlinear: set[int] = set()
+    for node in _postorder(logits.grad_fn):
+        inputs = [
+            frozenset() if child is None else depends[child] for child, _ in node.next_functions
+        ]
+        depends[node] = frozenset().union(*inputs)
+        name = type(node).__name__
+        if name == "AccumulateGrad" and id(node.variable) in block_of:
+            leaves[block_of[id(node.variable)]] = node
+            depends[node] = frozenset({block_of[id(node.variable)]})
+        elif name in PRODUCT_NODES:
+            first, second = PRODUCT_NODES[name]
+            nonlinear |= inputs[first] & inputs[second]
+        elif name not in LINEAR_NODES:
+            nonlinear |= depends[node]
+    candidates = {
+        module: calls[module][0][2]
+        for module in modules
+        if len(calls[module]) == 1
+        and isinstance(calls[module][0][2], torch.Tensor)
+        and calls[module][0][2].grad_fn is not None
+        and calls[module][0][2].shape[0] == len(x)
+    }
+    # The first image's logits must not depend on the other images' slices of any output.
+    if candidates:
+        first = torch.autograd.grad(logits[0].sum(), list(candidates.values()), allow_unused=True)
+        for module, grad in zip(list(candidates), first, strict=True):
+            if grad is not None and grad[1:].any():
+                del candidates[module]
+    for b, (module, _) in enumerate(holders):
+        if b in nonlinear or b not in leaves or module not in candidates:
+            continue
+        output = candidates[module]
+        if not _reaches(logits.grad_fn, leaves[b], output.grad_fn):
+            exact.add(b)
+            outputs[b] = output[0].numel()
+    return GaussNewtonBlocks(frozenset(exact), logits.shape[1], tuple(outputs))
+
+
+def _detached(value):
+    return value.detach() if isinstance(value, torch.Tensor) else value
+
+
+def add_submatrices(
+    model: nn.Module,
+    holders: Sequence[tuple[nn.Module, str]],
+    x: torch.Tensor,
+    coords: Sequence[torch.Tensor],
+    sums: Sequence[torch.Tensor],
+    weight: float,
+) -> None:
+    """Add ``weight · Σ_n M_nᵀ M_n`` over the images ``x`` to ``sums``: one ``k x k`` tensor per
+    block, each held by ``holders``' (module, name) and in :func:`exact_blocks`, with ``coords``
+    its coordinates ``S``."""
+    modules = list({id(m): m for m, _ in holders}.values())
+    with captured(modules) as calls:
+        logits = model(x)
+    inputs = {id(module): calls[module][0][:2] for module in modules}
+    outputs = [calls.pop(module)[0][2] for module in modules]
+    probabilities = logits.detach().softmax(dim=1)
+    roots = probabilities.sqrt()
+    # Column c of A = diag(√p) − p √pᵀ, per image: A Aᵀ = diag(p) − p pᵀ, the CE's Hessian.
+    factor = torch.diag_embed(roots) - probabilities[:, :, None] * roots[:, None, :]
+    classes = logits.shape[1]
+    # Per module, (images, numel of an image's output, classes): the gradients at its output.
+    deltas = {
+        id(module): out.new_empty(len(x), out[0].numel(), classes)
+        for module, out in zip(modules, outputs, strict=True)
+    }
+    for c in range(classes):
+        grads = torch.autograd.grad(logits, outputs, factor[:, :, c], retain_graph=c < classes - 1)
+        for module, grad in zip(modules, grads, strict=True):
+            deltas[id(module)][:, :, c] = grad.flatten(1)
+    del logits, outputs, grads
+    for (module, name), index, total in zip(holders, coords, sums, strict=True):
+        args, kwargs = inputs[id(module)]
+        args = tuple(_detached(a) for a in args)
+        kwargs = {key: _detached(value) for key, value in kwargs.items()}
+        value = getattr(module, name).detach()
+
+        def output(weights: torch.Tensor, module=module, name=name, args=args, kwargs=kwargs):
+            return functional_call(module, {name: weights}, args, kwargs)
+
+        def tangent(unit: torch.Tensor, output=output, value=value) -> torch.Tensor:
+            return jvp(output, (value,), (unit.view_as(value),))[1]
+
+        rows = []
+        for chunk in index.split(TANGENTS):
+            units = torch.zeros(len(chunk), value.numel(), dtype=value.dtype, device=value.device)
+            units[torch.arange(len(chunk)), chunk] = 1.0
+            with torch.no_grad():
+                tangents = vmap(tangent, out_dims=1)(units).flatten(2)  # (images, chunk, numel)
+            rows.append(torch.bmm(tangents, deltas[id(module)]))  # (images, chunk, classes)
+        rows = torch.cat(rows, dim=1).transpose(1, 2).reshape(-1, len(index))
+        total += weight * (rows.T @ rows)
+
+
+def bytes_per_image(
+    classes: int, holders: Sequence[tuple[nn.Module, str]], outputs: Sequence[int]
+) -> int:
+    """The elements :func:`add_submatrices` holds per image beyond the forward pass's graph, for
+    blocks held by ``holders`` whose modules' outputs have ``outputs`` elements per image: the
+    gradients at each output for every class, and one pass's :data:`TANGENTS` tangents, three
+    times (the forward-mode product's terms, their sum, its contiguous copy)."""
+    sizes = {id(module): size for (module, _), size in zip(holders, outputs, strict=True)}
+    return classes * sum(sizes.values()) + 3 * TANGENTS * max(sizes.values(), default=0)
+
+
+def micro_batch(room: float, per_image: float, images: int) -> int:
+    """The images that fit ``room`` bytes (may be infinite) at ``per_image`` each: at least 1,
+    at most ``images``."""
+    fits = room / per_image if per_image > 0 else images
+    return int(min(max(fits, 1), images))
