@@ -129,3 +129,20 @@ def smoke_copy(smoke, tmp_path) -> Path:
     import shutil
 
     return Path(shutil.copytree(smoke, tmp_path / "smoke", symlinks=True))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def slurm_runs(request, tmp_path_factory):
+    """The Slurm tests' runs (tests/slurm_runs.py), started with the session's first test so
+    that their minutes of waiting for Slurm overlap the other tests; None when the session runs
+    no Slurm test or has no usable cluster (tests/test_slurm.py then skips, or fails in CI)."""
+    from slurm_runs import SlurmRuns, wanted
+
+    if not wanted(request.session.items):
+        yield None
+        return
+    runs = SlurmRuns(tmp_path_factory)
+    try:
+        yield runs
+    finally:
+        runs.stop()

@@ -9,7 +9,7 @@ import re
 import pytest
 import torch
 
-from conftest import SCHEMA, SMOKE, copy_workflow, snakemake
+from conftest import REPO, SCHEMA, SMOKE, copy_workflow, snakemake, snakemake_env
 from infoopt.hessian.cost import DEVICE_KINDS, load_costs, predict
 from infoopt.hessian.hvp import HessianOperator
 from infoopt.hessian.metrics import GLOBAL, checkpoint_hessian_table
@@ -123,6 +123,47 @@ def test_requests_grow_with_each_retry_above_their_floors():
         assert prediction.mem_mb(1) < prediction.mem_mb(2) < prediction.mem_mb(3)
     assert paper.minutes(1) > 1.5 * paper.seconds / 60
     assert paper.mem_mb(1) > 1.25 * paper.host_bytes / 1e6
+
+
+PREDICT_AND_REPORT_DYNAMO = """
+import sys
+from infoopt.hessian.cost import predict
+from infoopt.hessian.options import HessianOptions
+predict(HessianOptions(), {model!r})
+print("torch._dynamo" in sys.modules)
+"""
+
+
+def test_model_sizes_are_measured_once_per_machine(tmp_path):
+    """The first process counts a model's FLOPs (which imports torch._dynamo); the next reads
+    the cache and predicts the same without that import; a damaged cache is measured again."""
+    import json
+    import subprocess
+    import sys
+
+    from infoopt.hessian import cost
+
+    env = snakemake_env() | {"XDG_CACHE_HOME": str(tmp_path), "PYTHONPATH": str(REPO / "src")}
+
+    def imports_dynamo() -> bool:
+        script = PREDICT_AND_REPORT_DYNAMO.format(model=TINY)
+        result = subprocess.run(
+            [sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True
+        )
+        return result.stdout.split() == ["True"]
+
+    cache = tmp_path / "infoopt" / "model_sizes.json"
+    assert imports_dynamo() and cache.exists()
+    assert not imports_dynamo()
+    stored = json.loads(cache.read_text())
+    keys = stored.keys()
+    cached = {key.split(" ", 1)[1]: size for key, size in stored.items()}
+    for spec, size in cached.items():
+        assert cost._measure(spec) == cost._Size(
+            tuple(size["numels"]), size["flops"], size["saved_bytes"]
+        )
+    cache.write_text("{not json")
+    assert imports_dynamo() and json.loads(cache.read_text()).keys() == keys
 
 
 def hessian_resources(workdir, *args: str) -> dict[str, dict[str, dict[str, str]]]:

@@ -60,12 +60,14 @@ def test_reordered_and_respelled_configuration_plans_nothing(smoke_copy):
         config = yaml.safe_load((smoke_copy / name).read_text())
         text = yaml.safe_dump(reordered(config), sort_keys=False)
         (smoke_copy / name).write_text(text)
-    # Defaults written out explicitly mean the same runs too.
+    # Defaults written out explicitly mean the same runs too, and so does a grid's values in
+    # another order.
     (smoke_copy / "explicit.yaml").write_text(
         yaml.safe_dump(
             {
                 "optimizers": {"sgd": {"algorithm": "sgd", "hparams": {"nesterov": False}}},
                 "archs": {"resnet18": {"model": "resnet18", "warmup_epochs": 0.0}},
+                "experiments": {"grid": {"grid": {"sgd": {"lr": [0.1, 0.03]}}}},
             }
         )
     )

@@ -17,6 +17,7 @@ import yaml
 
 from conftest import SMOKE, copy_workflow, resumable_step, snakemake, snakemake_env
 from infoopt.checkpoint import load_checkpoint
+from test_reruns import HESSIAN_METRICS, report_variable
 
 pytestmark = pytest.mark.workflow
 
@@ -52,11 +53,76 @@ def test_smoke_run_writes_table1(smoke):
     assert (smoke / "results/notebooks/table1.ipynb").exists()
 
 
+GRID_STUDY = "results/studies/grid"
+
+
+def test_smoke_grid_study_ranks_the_metrics(smoke):
+    """The smoke profile's grid: SGD's lr x batch size (2 x 2, weight decay fixed) and Adam at
+    one point, on ResNet18 at seed 0."""
+    runs = pd.read_csv(smoke / f"{GRID_STUDY}/tables/generalization_runs.csv")
+    assert len(runs) == 5 and set(runs["base_optimizer"]) == {"sgd", "adam"}
+    gap = runs["train_accuracy"] - runs["test_accuracy"]
+    assert (runs["generalization_gap"] - gap).abs().max() < 1e-9
+    record = json.loads(
+        (
+            smoke / "results/runs/digits/resnet18/sgd-batch_size128-lr0p03-weight_decay0p0005"
+            "/seed0/run.json"
+        ).read_text()
+    )
+    assert record["spec"]["training"]["batch_size"] == 128
+    assert record["spec"]["hparams"]["lr"] == 0.03
+
+    table = pd.read_csv(smoke / f"{GRID_STUDY}/tables/generalization.csv")
+    assert set(table["scope"]) == {"resnet18/sgd", "resnet18/adam", "pooled"}
+    assert set(table["axis"]) == {"batch_size", "lr", "weight_decay", "psi"}
+    assert set(table["metric"]) == set(HESSIAN_METRICS)
+    assert set(table["target"]) == {"generalization_gap", "test_accuracy"}
+    defined = table.dropna(subset=["tau"])
+    assert (defined["tau"].abs() <= 1).all() and (defined["ci_low"] <= defined["ci_high"]).all()
+    sgd = table[table["scope"] == "resnet18/sgd"].set_index(["metric", "target", "axis"])
+    groups = sgd["n_groups"].unstack("axis")
+    # Two groups along lr and along the batch size (fewer where a pair ties), none along the
+    # fixed weight decay; Ψ averages what there is.
+    assert (groups[["lr", "batch_size"]] <= 2).all().all()
+    assert (groups["weight_decay"] == 0).all(), "one value: not an axis"
+    assert (groups["psi"] == groups["lr"] + groups["batch_size"]).all()
+    assert sgd.loc[("entropy_gap", "generalization_gap", "psi"), "n_groups"] > 0
+    assert sgd["tau"].unstack("axis")["psi"].notna().any()
+    assert table.loc[table["scope"] == "resnet18/adam", "n_groups"].eq(0).all()
+    # Adam's single point joins no group: pooled is SGD's grid.
+    psi = table[table["axis"] == "psi"].set_index(["scope", "metric", "target"])["tau"]
+    pd.testing.assert_series_equal(psi.loc["pooled"], psi.loc["resnet18/sgd"], check_names=False)
+    assert "Ψ (pooled)" in (smoke / f"{GRID_STUDY}/tables/generalization.md").read_text()
+    assert (smoke / f"{GRID_STUDY}/figures/generalization.png").read_bytes()[:4] == b"\x89PNG"
+    assert (smoke / f"{GRID_STUDY}/figures/generalization.pdf").stat().st_size > 0
+    # A grid study has the tables, not the figures drawn per optimizer (a colour per point).
+    assert (smoke / f"{GRID_STUDY}/tables/table4.csv").exists()
+    assert not (smoke / f"{GRID_STUDY}/figures/entropy_gap.png").exists()
+
+
+def test_report_holds_the_grid_study_with_its_caption(smoke, tmp_path):
+    report = tmp_path / "report.html"
+    result = snakemake(smoke, *SMOKE, "--report", str(report))
+    assert "ERROR" not in result.stderr, "the captions are valid reStructuredText"
+    html = report.read_text()
+    outputs = ["tables/generalization.csv", "tables/generalization_runs.csv"]
+    outputs.append("figures/generalization.png")
+    assert sorted(report_variable(html, "categories")["Study grid"]["generalization"]) == sorted(
+        f"{GRID_STUDY}/{path}" for path in outputs
+    )
+    caption = report_variable(html, "results")[f"{GRID_STUDY}/tables/generalization.csv"]
+    assert "granulated Kendall" in caption["caption"]
+
+
 def test_every_job_logged_and_benchmarked(smoke):
     last = (smoke / "logs/train/digits/vit/adam/seed1.log").read_text().strip().splitlines()[-1]
     assert re.search(r": ok, stored as [0-9a-f]{12}$", last), last
     benchmark = pd.read_csv(smoke / "logs/benchmarks/train/digits/vit/adam/seed1.tsv", sep="\t")
     assert benchmark["s"].iloc[0] > 0
+    logs, benchmarks = smoke / "logs", smoke / "logs/benchmarks"
+    jobs = {p.relative_to(logs).with_suffix("") for p in logs.rglob("*.log")}
+    timed = {p.relative_to(benchmarks).with_suffix("") for p in benchmarks.rglob("*.tsv")}
+    assert jobs <= timed, f"jobs without a benchmark: {sorted(jobs - timed)}"
     assert not list(smoke.glob("results/runs/**/.partial"))
     assert not list(smoke.glob("results/store/*/*.partial")), "every job's state was filed"
 

@@ -4,9 +4,10 @@
 wrong key or value stops the workflow before any job starts, with a one-line message that names
 the key and what it allows. It also fills every default, the schema's and the registries' (each
 optimizer's hyper-parameters, each model's options), so that two configurations meaning the same
-run give the same spec. The learning-rate sweeps build on the runs defined here and are checked
-in :mod:`infoopt.sweep`; Snakemake (``workflow/rules/common.smk``) and the tests go through
-:func:`infoopt.validate.validate_config`, which does both.
+run give the same spec. The hyper-parameter grids (:mod:`infoopt.grid`) and the learning-rate
+sweeps (:mod:`infoopt.sweep`) build on the runs defined here and are checked there; Snakemake
+(``workflow/rules/common.smk``) and the tests go through
+:func:`infoopt.validate.validate_config`, which does all of it.
 """
 
 from __future__ import annotations
@@ -210,9 +211,12 @@ def run_spec(config: dict, run: Run) -> dict[str, Any]:
     arch = config["archs"][run.arch]
     opt = config["optimizers"][run.optimizer]
     hparams = {**opt["hparams"], **opt["arch_hparams"].get(run.arch, {})}
-    training = {
-        key: arch[key] for key in ("epochs", "batch_size", "warmup_epochs", "augment")
-    } | copy.deepcopy(config["training"])
+    training = (
+        {key: arch[key] for key in ("epochs", "batch_size", "warmup_epochs", "augment")}
+        # A grid point's training settings (infoopt.grid) replace the architecture's.
+        | opt.get("training", {})
+        | copy.deepcopy(config["training"])
+    )
     return init_spec(config, run.dataset, run.arch, run.seed) | {
         "optimizer": run.optimizer,
         "algorithm": opt["algorithm"],

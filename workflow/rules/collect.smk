@@ -10,6 +10,8 @@ rule collect_training:
         history="results/summary/{experiment}/history.parquet",
     log:
         "logs/collect/{experiment}/training.log",
+    benchmark:
+        "logs/benchmarks/collect/{experiment}/training.tsv"
     conda:
         "../../envs/notebooks.yaml"
     params:
@@ -27,6 +29,8 @@ rule collect_hessian:
         blocks="results/summary/{experiment}/hessian_blocks.parquet",
     log:
         "logs/collect/{experiment}/hessian.log",
+    benchmark:
+        "logs/benchmarks/collect/{experiment}/hessian.tsv"
     conda:
         "../../envs/notebooks.yaml"
     shell:

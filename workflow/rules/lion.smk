@@ -58,6 +58,8 @@ rule select_lr:
         SELECTION,
     log:
         "logs/sweep/{dataset}/{arch}/{optimizer}/select.log",
+    benchmark:
+        "logs/benchmarks/sweep/{dataset}/{arch}/{optimizer}/select.tsv"
     conda:
         "../../envs/train.yaml"
     params:

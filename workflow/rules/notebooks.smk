@@ -72,6 +72,8 @@ for name, entry in NOTEBOOKS.items():
             executed=f"results/notebooks/{name}.ipynb",
         log:
             f"logs/notebooks/{name}.log",
+        benchmark:
+            f"logs/benchmarks/notebooks/{name}.tsv"
         conda:
             "../../envs/notebooks.yaml"
         params:

@@ -1,9 +1,10 @@
-# Every experiment's Tables 1–5, figures, correlation study and provenance table (entries of
-# NOTEBOOKS), but the Lion ablation's, which has its own (lion.smk). The paper experiment's keep
-# the paper's names (table1, fig_entropy_gap, ...) and paths (results/tables/, results/figures/);
-# any other experiment's, a study's, are named <experiment>_table1, ..., live under
-# results/studies/<experiment>/ and have a heading of their own in the report. The paper
-# experiment also gets the comparison with the paper's numbers.
+# Every experiment's Tables 1–5, figures, correlation study and provenance table, and with a
+# hyper-parameter grid its generalization study (entries of NOTEBOOKS), but the Lion ablation's,
+# which has its own (lion.smk). The paper experiment's keep the paper's names (table1,
+# fig_entropy_gap, ...) and paths (results/tables/, results/figures/); any other experiment's,
+# a study's, are named <experiment>_table1, ..., live under results/studies/<experiment>/ and
+# have a heading of their own in the report. The paper experiment also gets the comparison with
+# the paper's numbers.
 
 PAPER = "paper"
 # The paper's tables: number -> (metric, summary table, decimals in Markdown).
@@ -30,13 +31,15 @@ REPORT_GROUPS = {
     "tables": ("paper", None),
     "training progress": ("extension", "training progress"),
     "correlation": ("extension", "correlation"),
+    "generalization": ("extension", "generalization"),
     "provenance": ("provenance", None),
 }
 
 
 def study_entries(experiment):
     """The NOTEBOOKS entries of ``experiment``'s tables, figures, correlation study and
-    provenance (see the top of this file); with `hessian: none`, those that need no Hessian.
+    provenance (see the top of this file); with a `grid`, its generalization study in place of
+    the figures drawn per optimizer; with `hessian: none`, those that need no Hessian.
     """
     paper = experiment == PAPER
     root = "results" if paper else f"results/studies/{experiment}"
@@ -46,6 +49,10 @@ def study_entries(experiment):
     )
     # The paper's values (CIFAR-10) are drawn on the paper experiment's figures only.
     markers = {"paper_markers": paper}
+    # A grid's points are optimizers of their own: the figures with a colour or a box per
+    # optimizer would have one per point, so a grid experiment gets its study instead.
+    grid = config["experiments"][experiment].get("grid")
+    per_optimizer_figures = grid is None
 
     def tables(stem):
         return {
@@ -88,27 +95,28 @@ def study_entries(experiment):
             "report": report("training progress", "fig_progress", ["png"]),
         }
         for metric, table in PROGRESS_FIGURES.items()
-        if table in summaries
+        if table in summaries and per_optimizer_figures
     }
     if "hessian" in summaries:
         points = {
             "training": f"{summary}/training.parquet",
             "hessian": f"{summary}/hessian.parquet",
         }
-        entries["fig_block_gaps"] = {
-            "notebook": "fig_block_gaps",
-            "inputs": {"blocks": f"{summary}/hessian_blocks.parquet"},
-            "outputs": figures("block_gaps"),
-            "parameters": markers,
-            "report": report("training progress", "fig_block_gaps", ["png"]),
-        }
-        entries["fig_accuracy_vs_metrics"] = {
-            "notebook": "fig_accuracy",
-            "inputs": points,
-            "outputs": figures("accuracy_vs_metrics"),
-            "parameters": markers,
-            "report": report("correlation", "fig_accuracy", ["png"]),
-        }
+        if per_optimizer_figures:
+            entries["fig_block_gaps"] = {
+                "notebook": "fig_block_gaps",
+                "inputs": {"blocks": f"{summary}/hessian_blocks.parquet"},
+                "outputs": figures("block_gaps"),
+                "parameters": markers,
+                "report": report("training progress", "fig_block_gaps", ["png"]),
+            }
+            entries["fig_accuracy_vs_metrics"] = {
+                "notebook": "fig_accuracy",
+                "inputs": points,
+                "outputs": figures("accuracy_vs_metrics"),
+                "parameters": markers,
+                "report": report("correlation", "fig_accuracy", ["png"]),
+            }
         entries["correlation"] = {
             "notebook": "correlation",
             "inputs": points,
@@ -123,6 +131,23 @@ def study_entries(experiment):
             "parameters": {},
             "report": report("correlation", "fig_correlation", ["png"]),
         }
+        if grid is not None:
+            entries["generalization"] = {
+                "notebook": "generalization",
+                "inputs": points,
+                "outputs": tables("generalization")
+                | {"runs_csv": f"{root}/tables/generalization_runs.csv"}
+                | figures("generalization"),
+                "parameters": {
+                    "grid": canonical_json(grid),
+                    "n_boot": 2000,
+                    "confidence": 0.95,
+                    "seed": 0,
+                },
+                "report": report(
+                    "generalization", "generalization", ["csv", "runs_csv", "png"]
+                ),
+            }
     entries["provenance"] = {
         "notebook": "provenance",
         "inputs": {"runs": f"{summary}/runs.parquet"},

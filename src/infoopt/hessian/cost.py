@@ -30,10 +30,13 @@ a block's unit vectors, a probe batch) and the model; on the CPU also the proces
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import hashlib
 import json
 import math
-from dataclasses import dataclass
+import os
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +46,8 @@ import yaml
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
+from infoopt import models
+from infoopt.atomic import write_json
 from infoopt.canonical import canonical_json
 from infoopt.hessian.hvp import (
     GIB,
@@ -137,15 +142,52 @@ def _gradient_size(model: torch.nn.Module, shape: dict[str, int], images: int) -
     return flops.get_total_flops(), sum(saved)
 
 
-@functools.cache
-def _size(spec: str) -> _Size:
-    """The :class:`_Size` of a model spec (canonical JSON of :func:`build_model`'s arguments),
-    from one and two images: what does not grow with the images (the weights) cancels."""
+def _measure(spec: str) -> _Size:
+    """The :class:`_Size` of a model spec, from one and two images: what does not grow with
+    the images (the weights) cancels."""
     model_spec = json.loads(spec)
     with torch.device("meta"):
         model = build_model(**model_spec).eval()
         one, two = (_gradient_size(model, model_spec, images) for images in (1, 2))
     return _Size(ParameterSpace.of(model).numels, two[0] - one[0], two[1] - one[1])
+
+
+def size_cache() -> Path:
+    """Where measured model sizes are kept between processes: counting FLOPs imports
+    torch._dynamo (about 2 s), which every Snakemake start-up would pay otherwise."""
+    root = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(root) / "infoopt" / "model_sizes.json"
+
+
+def _models_version() -> str:
+    """What a size depends on besides the spec: torch's version and the models' source."""
+    digest = hashlib.sha256(torch.__version__.encode())
+    for path in sorted(Path(models.__file__).parent.glob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _read_cache(path: Path) -> dict[str, Any]:
+    try:
+        cached = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return cached if isinstance(cached, dict) else {}
+
+
+@functools.cache
+def _size(spec: str) -> _Size:
+    """The :class:`_Size` of a model spec (canonical JSON of :func:`build_model`'s arguments),
+    measured once per machine (:func:`size_cache`)."""
+    path = size_cache()
+    key = f"{_models_version()} {spec}"
+    cached = _read_cache(path).get(key)
+    if cached is not None:
+        return _Size(tuple(cached["numels"]), cached["flops"], cached["saved_bytes"])
+    size = _measure(spec)
+    with contextlib.suppress(OSError):  # an unwritable cache only costs the next process time
+        write_json(_read_cache(path) | {key: asdict(size)}, path)
+    return size
 
 
 @functools.cache

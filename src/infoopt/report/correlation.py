@@ -123,6 +123,25 @@ def cluster_bootstrap_weights(
     return counts[:, cluster_codes]
 
 
+def check_bootstrap(n_boot: int, confidence: float) -> None:
+    """A ValueError unless ``n_boot`` is positive and ``confidence`` lies in (0, 1)."""
+    if not 0 < confidence < 1:
+        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be positive, got {n_boot}")
+
+
+def percentile_interval(values: np.ndarray, confidence: float) -> tuple[float, float, int]:
+    """The central ``confidence`` percentile interval of the values that are not NaN, and
+    their number; NaN bounds where there is none."""
+    values = values[~np.isnan(values)]
+    if not len(values):
+        return math.nan, math.nan, 0
+    alpha = (1 - confidence) / 2
+    low, high = np.quantile(values, [alpha, 1 - alpha])
+    return float(low), float(high), len(values)
+
+
 @dataclass(frozen=True)
 class TauInterval:
     tau: float
@@ -143,18 +162,12 @@ def kendall_interval(
     seed: int = 0,
 ) -> TauInterval:
     """τ-b of ``x`` and ``y`` with a percentile cluster-bootstrap interval (see the module)."""
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    if n_boot < 1:
-        raise ValueError(f"n_boot must be positive, got {n_boot}")
+    check_bootstrap(n_boot, confidence)
     x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
     strata = [0] * len(x) if strata is None else strata
     weights = cluster_bootstrap_weights(clusters, strata, n_boot, np.random.default_rng(seed))
-    taus = weighted_kendall_tau(x, y, weights)
-    taus = taus[~np.isnan(taus)]
-    alpha = (1 - confidence) / 2
-    low, high = np.quantile(taus, [alpha, 1 - alpha]) if len(taus) else (math.nan, math.nan)
-    return TauInterval(kendall_tau(x, y), float(low), float(high), confidence, len(taus))
+    low, high, used = percentile_interval(weighted_kendall_tau(x, y, weights), confidence)
+    return TauInterval(kendall_tau(x, y), low, high, confidence, used)
 
 
 def correlation_table(

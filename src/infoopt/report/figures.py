@@ -1,7 +1,7 @@
 """The figures: metrics against training progress, block-gap distributions, accuracy against
-each metric, and the correlation study's intervals. Each function returns a matplotlib
-``Figure`` made without pyplot (no GUI backend, no global figure registry); the notebooks save
-it with :func:`save_figure`.
+each metric, and the intervals of the correlation and generalization studies. Each function
+returns a matplotlib ``Figure`` made without pyplot (no GUI backend, no global figure
+registry); the notebooks save it with :func:`save_figure`.
 
 Paper values (CIFAR-10, the paper's scale) are drawn as star markers on the same axes, at the
 same architecture, optimizer and checkpoint, with the artist's ``gid`` ``"paper:<optimizer>"``.
@@ -10,7 +10,7 @@ same architecture, optimizer and checkpoint, with the artist's ``gid`` ``"paper:
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -20,6 +20,7 @@ from matplotlib.lines import Line2D
 
 from infoopt.atomic import atomic_path
 from infoopt.report.correlation import METRICS, POOLED
+from infoopt.report.generalization import PSI, ranked_metrics
 from infoopt.report.tables import metric_rows
 
 PROGRESS_LABEL = "training progress (% of optimizer steps)"
@@ -294,49 +295,82 @@ def accuracy_figure(
     return fig
 
 
-def correlation_figure(table: pd.DataFrame) -> Figure:
-    """Kendall's τ and its interval per metric (rows), a panel per target, a colour per scope
-    (each architecture, and all pooled). ``table`` is
-    :func:`infoopt.report.correlation.correlation_table`'s."""
-    targets = list(dict.fromkeys(table["target"]))
-    metrics = list(dict.fromkeys(table["metric"]))
+def _interval_figure(
+    table: pd.DataFrame, orders: Mapping[str, Sequence[str]], statistic: str, title: str
+) -> Figure:
+    """Each metric's ``tau`` with its interval (``ci_low``, ``ci_high``), a panel per target of
+    ``orders`` with its metrics from the top in that order, a dot per scope side by side (each
+    in a colour of its own, all runs pooled in black)."""
     scopes = list(dict.fromkeys(table["scope"]))
-    archs = [scope for scope in scopes if scope != POOLED]
-    colors = dict(zip(archs, sns.color_palette("deep", len(archs)), strict=True))
+    parts = [scope for scope in scopes if scope != POOLED]
+    colors = dict(zip(parts, sns.color_palette("deep", len(parts)), strict=True))
     colors[POOLED] = (0.0, 0.0, 0.0)
-    offsets = (np.arange(len(scopes)) - (len(scopes) - 1) / 2) * 0.8 / len(scopes)
+    offsets = (np.arange(len(colors)) - (len(colors) - 1) / 2) * 0.8 / len(colors)
     level = round(100 * float(table["confidence"].iloc[0]))
+    # Every panel names its metrics unless all panels list them in one order.
+    shared = len({tuple(metrics) for metrics in orders.values()}) == 1
+    rows = max(len(metrics) for metrics in orders.values())
     with sns.axes_style(THEME["style"]), sns.plotting_context(THEME["context"]):
-        fig, axes = panels(1, len(targets), (4.6, 0.35 * len(metrics) + 1.6))
-        for ax, target in zip(axes[0], targets, strict=True):
-            for offset, scope in zip(offsets, scopes, strict=True):
-                rows = table[(table["target"] == target) & (table["scope"] == scope)]
-                rows = rows.set_index("metric").reindex(metrics)
-                tau, low, high = (rows[c].to_numpy(float) for c in ("tau", "ci_low", "ci_high"))
+        fig, axes = panels(1, len(orders), (4.6, 0.35 * rows + 1.6))
+        for ax, (target, metrics) in zip(axes[0], orders.items(), strict=True):
+            for offset, (scope, color) in zip(offsets, colors.items(), strict=True):
+                shown = table[(table["target"] == target) & (table["scope"] == scope)]
+                shown = shown.set_index("metric").reindex(metrics)
+                tau, low, high = (shown[c].to_numpy(float) for c in ("tau", "ci_low", "ci_high"))
                 ax.errorbar(
                     tau,
                     np.arange(len(metrics)) + offset,
                     xerr=[tau - low, high - tau],
                     fmt="o",
-                    color=colors[scope],
+                    color=color,
                     capsize=2,
                     label=scope,
                     gid=f"tau:{scope}",
                 )
             ax.axvline(0, color="grey", linewidth=0.8)
-            names = [m.replace("_", " ") for m in metrics] if ax is axes[0, 0] else []
-            ax.set_yticks(range(len(metrics)), names)
-            ax.invert_yaxis()
+            names = [m.replace("_", " ") for m in metrics]
+            ax.set_yticks(range(len(metrics)), names if ax is axes[0, 0] or not shared else [])
+            # Fixed limits, the first metric at the top, also where every value is undefined.
+            ax.set_ylim(len(metrics) - 0.5, -0.5)
             ax.set(
                 xlim=(-1.05, 1.05),
-                xlabel=f"Kendall's τ-b with {label(target)}",
+                xlabel=f"{statistic} with {label(target)}",
                 title=f"{level} % CI, runs resampled",
             )
         fig.legend(
             *axes[0, 0].get_legend_handles_labels(), title="scope", loc="outside right upper"
         )
-        fig.suptitle("Rank correlation of each metric with generalization (all checkpoints)")
+        fig.suptitle(title)
     return fig
+
+
+def correlation_figure(table: pd.DataFrame) -> Figure:
+    """Kendall's τ and its interval per metric (rows), a panel per target, a colour per scope
+    (each architecture, and all pooled). ``table`` is
+    :func:`infoopt.report.correlation.correlation_table`'s."""
+    metrics = list(dict.fromkeys(table["metric"]))
+    orders = {target: metrics for target in dict.fromkeys(table["target"])}
+    return _interval_figure(
+        table,
+        orders,
+        "Kendall's τ-b",
+        "Rank correlation of each metric with generalization (all checkpoints)",
+    )
+
+
+def generalization_figure(table: pd.DataFrame) -> Figure:
+    """The metrics ranked by the granulated Kendall Ψ (by |Ψ| pooled, the strongest at the top),
+    with its interval, a panel per target, a colour per scope (each architecture's optimizer
+    grid, and all pooled). ``table`` is
+    :func:`infoopt.report.generalization.generalization_table`'s."""
+    psi = table[table["axis"] == PSI]
+    orders = {target: ranked_metrics(table, target) for target in dict.fromkeys(psi["target"])}
+    return _interval_figure(
+        psi,
+        orders,
+        "granulated Kendall Ψ",
+        "Metrics ranked by how well they order the runs of a hyper-parameter grid",
+    )
 
 
 def save_figure(fig: Figure, pdf: str | os.PathLike, png: str | os.PathLike) -> None:
