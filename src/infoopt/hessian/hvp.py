@@ -34,11 +34,12 @@ loop's per vector. A rebuilt graph serves every vector of one call, so its cost 
 call's vectors.
 
 What a product costs on the CPU (``benchmarks/hessian_cost.py --parts e``, the paper's models at
-32 CIFAR images, one thread): a full product 2.1x a create-graph gradient for both models, the
-floor of a double-backward, which runs each convolution or matrix product of the network about
-twice as often as the gradient does (``benchmarks/hessian_profile.py``: convolutions are ~87 %
-of a ResNet18 product, matrix products ~70 % of a ViT one). Forward-over-reverse (``torch.func``
-``jvp`` over ``grad``) recomputes the gradient and costs 3.4-3.6x, ``torch.compile``d or not.
+32 CIFAR images, one thread): a full product 1.8-2.1x a create-graph gradient for both models,
+about the floor of a double-backward, which runs each convolution or matrix product of the
+network twice as often as the gradient does (``benchmarks/hessian_profile.py``: convolutions
+are ~87 % of a ResNet18 product, matrix products ~80 % of a ViT one). Forward-over-reverse
+(``torch.func`` ``jvp`` over ``grad``) recomputes the gradient: 3.0-3.6x eager, 2.7-2.9x
+``torch.compile``d (after minutes of compiling).
 """
 
 from __future__ import annotations
