@@ -5,7 +5,9 @@ For the paper's ResNet18 and ViT on CIFAR-shaped synthetic data it prints:
 1. training images/s in fp32 and in bf16 autocast (channels-last on CUDA), and the projected
    hours of the paper's 200 epochs;
 2. Hessian-vector product / gradient time, eager, and compiled (``torch.compile`` of the
-   forward-over-reverse product ``jvp(grad(loss))``; its compile time is printed apart);
+   forward-over-reverse product ``jvp(grad(loss))``; its compile time is printed apart), and
+   the Gauss-Newton sub-Hessians' time per column (the blocks whose Hessian is their
+   Gauss-Newton block: every ResNet18 block);
 3. the peak memory of the Hessian at ``--images`` images (the paper: 2,048) under the default
    ``hessian.memory_budget_gb``, with the operator's micro-batch plan;
 4. the cost model's numbers for the device (``src/infoopt/hessian/costs.yaml``'s section, to
@@ -36,7 +38,15 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from gpu_throughput import CIFAR_TRAIN, SETTINGS, throughput  # noqa: E402
-from hessian_cost import ARCHS, PAPER, best_time, cifar_like, part_d, rss_bytes  # noqa: E402
+from hessian_cost import (  # noqa: E402
+    ARCHS,
+    PAPER,
+    best_time,
+    cifar_like,
+    forward_over_reverse,
+    part_d,
+    rss_bytes,
+)
 from synthetic import initial_weights, sgd_run_spec, synthetic_dataset  # noqa: E402
 
 from infoopt.hessian.blocks import block_coordinates, block_spectrum, sub_hessians  # noqa: E402
@@ -89,28 +99,26 @@ def products(device: torch.device, args: argparse.Namespace) -> None:
         if args.compile:
             compiled, seconds = compiled_product(operator, v, device, args.repeats)
             line += f", compiled {compiled / t_grad:.2f}x (compile {seconds:.0f} s)"
-        print(line)
-
-
-def forward_over_reverse(operator: HessianOperator, v: torch.Tensor, backend: str = "inductor"):
-    """``H v`` (a tuple of per-block tensors) as a ``torch.compile``d ``jvp(grad(loss))``."""
-    names = [name for name, p in operator.model.named_parameters() if p.requires_grad]
-    values = tuple(p.detach() for p in operator.model.parameters() if p.requires_grad)
-    tangents = tuple(t.view_as(p) for t, p in zip(operator.space.split(v), values, strict=True))
-
-    def loss(*weights):
-        logits = torch.func.functional_call(
-            operator.model, dict(zip(names, weights, strict=True)), (operator.x,)
+        exact = sorted(operator.gauss_newton.blocks)
+        coords = block_coordinates(operator.space, PAPER.max_k, seed=0)
+        chosen = [coords[b] for b in exact]
+        t_columns = best_time(
+            lambda operator=operator, exact=exact, chosen=chosen: operator.gauss_newton_submatrices(
+                exact, chosen
+            ),
+            device,
+            1,
         )
-        return F.cross_entropy(logits, operator.y)
-
-    grad = torch.func.grad(loss, argnums=tuple(range(len(values))))
-    return torch.compile(lambda: torch.func.jvp(grad, values, tangents)[1], backend=backend)
+        per_column = t_columns / max(sum(len(c) for c in chosen), 1) / t_grad
+        line += f", Gauss-Newton {per_column:.4f}x per column ({len(exact)} blocks)"
+        print(line)
 
 
 def compiled_product(operator: HessianOperator, v: torch.Tensor, device, repeats: int):
     """Time of a compiled forward-over-reverse product, and of its compilation."""
-    product = forward_over_reverse(operator, v)
+    product = forward_over_reverse(
+        operator, dict(enumerate(operator.space.split(v[0]))), "inductor"
+    )
     started = time.perf_counter()
     with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH):
         product()

@@ -22,6 +22,7 @@ baseline of (b), timed once.
     python benchmarks/hessian_cost.py                  # CPU
     python benchmarks/hessian_cost.py --device cuda    # a GPU
     python benchmarks/hessian_cost.py --parts d        # costs.yaml's cpu section
+    python benchmarks/hessian_cost.py --parts e --threads 1 --compile   # the alternatives
 """
 
 from __future__ import annotations
@@ -43,6 +44,8 @@ import torch
 import torch.nn.functional as F
 import yaml
 from torch import nn
+from torch._dynamo.utils import counters
+from torch.func import functional_call
 from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from infoopt.hessian.blocks import block_coordinates, sub_hessians
@@ -277,11 +280,14 @@ def rss_bytes() -> int:
 def family_costs(arch: str, device: torch.device, images: int, sampled_blocks: int, repeats: int):
     """One family's numbers in costs.yaml, per image, on the paper's model at CIFAR shape with
     ``images`` random images in one kept micro-batch: seconds of building the create-graph
-    gradient, of one full product and of one block product through the kept graph (the blocks'
-    mean weighted by k_b at K = 64, interpolated between ``sampled_blocks`` spread over the model:
-    the deeper the block, the cheaper), and the graph's bytes. Also the seconds of a full
-    product that rebuilds its graph, which the model takes as gradient + product. On the CPU,
-    seconds of CPU time (run it on one thread): what other processes' load does not change."""
+    gradient, of one full product through the kept graph, of one column of a block's sub-Hessian
+    (the blocks' mean weighted by k_b at K = 64, each computed as the operator does: the
+    Gauss-Newton sub-Hessians of the blocks whose Hessian is their Gauss-Newton block, timed
+    together; block products through the kept graph for the others, interpolated between
+    ``sampled_blocks`` of them spread over the model: the deeper the block, the cheaper), and the
+    graph's bytes. Also the seconds of a full product that rebuilds its graph, which the model
+    takes as gradient + product. On the CPU, seconds of CPU time (run it on one thread): what
+    other processes' load does not change."""
     clock = time.process_time if device.type == "cpu" else time.perf_counter
     torch.manual_seed(0)
     model = build_model(arch, **REFERENCE_SHAPE)
@@ -301,15 +307,27 @@ def family_costs(arch: str, device: torch.device, images: int, sampled_blocks: i
     t_gradient, t_full, t_rebuilt = interleaved_times(
         [gradient, lambda: kept.matmul(v), lambda: rebuilt.matmul(v)], device, repeats, clock
     )
-    sampled = np.linspace(0, len(space) - 1, min(sampled_blocks, len(space))).astype(int)
-    times = []
-    for block in sampled:
-        unit = torch.zeros(1, space.numels[block], device=device)
-        unit[0, 0] = 1.0
-        product = functools.partial(kept.block_matmul, block, unit)
-        times.append(best_time(product, device, repeats, clock=clock))
-    ks = [min(numel, PAPER.max_k) for numel in space.numels]
-    t_block = float(np.dot(ks, np.interp(range(len(space)), sampled, times))) / sum(ks)
+    ks = np.array([min(numel, PAPER.max_k) for numel in space.numels])
+    exact = sorted(kept.gauss_newton.blocks)
+    others = np.array([b for b in range(len(space)) if b not in kept.gauss_newton.blocks])
+    columns = 0.0
+    if exact:
+        coords = block_coordinates(space, PAPER.max_k, seed=0)
+        chosen = [coords[b] for b in exact]
+        submatrices = functools.partial(kept.gauss_newton_submatrices, exact, chosen)
+        columns += best_time(submatrices, device, repeats, warm_up=False, clock=clock)
+    if len(others):
+        sampled = others[
+            np.linspace(0, len(others) - 1, min(sampled_blocks, len(others))).astype(int)
+        ]
+        times = []
+        for block in sampled:
+            unit = torch.zeros(1, space.numels[block], device=device)
+            unit[0, 0] = 1.0
+            product = functools.partial(kept.block_matmul, block, unit)
+            times.append(best_time(product, device, repeats, clock=clock))
+        columns += float(np.dot(ks[others], np.interp(others, sampled, times)))
+    t_block = columns / ks.sum()
     numbers = {
         "gradient": t_gradient / images,
         "product": t_full / images,
@@ -345,6 +363,141 @@ def costs_section(
     return "\n".join(lines)
 
 
+def forward_over_reverse(
+    operator: HessianOperator, tangents: dict[int, torch.Tensor], backend: str | None = None
+) -> Callable[[], tuple[torch.Tensor, ...]]:
+    """``(H v)_b`` for the blocks ``b`` of ``tangents`` (block -> ``v_b``; ``v`` is zero on the
+    others) as ``jvp(grad(loss))`` in those blocks (torch.func over ``functional_call``): eager,
+    or ``torch.compile``d with ``backend``. Call it under the math attention kernel."""
+    names = [operator.space.names[b] for b in tangents]
+    # Copies, not views: torch.compile cannot trace views of functorch's tensors (graph breaks).
+    values = tuple(operator.params[b].detach().clone() for b in tangents)
+    directions = tuple(t.clone() for t in tangents.values())
+
+    def loss(*weights: torch.Tensor) -> torch.Tensor:
+        params = dict(zip(names, weights, strict=True))
+        logits = functional_call(operator.model, params, (operator.x,), strict=False)
+        return F.cross_entropy(logits, operator.y)
+
+    grad = torch.func.grad(loss, argnums=tuple(range(len(values))))
+
+    def product() -> tuple[torch.Tensor, ...]:
+        return torch.func.jvp(grad, values, directions)[1]
+
+    return product if backend is None else torch.compile(product, backend=backend)
+
+
+def units(space, block: int, count: int, device: torch.device) -> torch.Tensor:
+    """The first ``count`` unit vectors of ``block`` (count, numel)."""
+    vectors = torch.zeros(count, space.numels[block], device=device)
+    vectors[torch.arange(count), torch.arange(count) % space.numels[block]] = 1.0
+    return vectors
+
+
+def alternatives(arch, device, images, repeats, sampled_blocks, compile_products) -> None:
+    """Part (e) for one model family."""
+    cpu = device.type == "cpu"
+    clock = time.process_time if cpu and torch.get_num_threads() == 1 else time.perf_counter
+    torch.manual_seed(0)
+    x, y = cifar_like(images, device)
+    operator = HessianOperator(build_model(arch, **REFERENCE_SHAPE), x, y, device=device)
+    space = operator.space
+    ks = np.array([min(numel, PAPER.max_k) for numel in space.numels])
+    v = torch.randn(1, space.dim, generator=torch.Generator().manual_seed(1)).to(device)
+    full = dict(enumerate(space.split(v[0])))
+
+    def gradient():
+        with sdpa_kernel(SDPBackend.MATH):
+            loss = F.cross_entropy(operator.model(operator.x), operator.y)
+            return torch.autograd.grad(loss, operator.params, create_graph=True)
+
+    def timed(function, count=repeats, warm_up=True):
+        with sdpa_kernel(SDPBackend.MATH):
+            return best_time(function, device, count, warm_up=warm_up, clock=clock)
+
+    with sdpa_kernel(SDPBackend.MATH):
+        t_grad, t_full, t_forward = interleaved_times(
+            [gradient, lambda: operator.matmul(v), forward_over_reverse(operator, full)],
+            device,
+            repeats,
+            clock,
+        )
+    how = "CPU time" if clock is time.process_time else "wall time"
+    print(f"    {arch}, {images} images, {space.dim:,} parameters, {len(space)} blocks ({how}):")
+    print("      seconds; ratio to a create-graph gradient; to the operator's double-backward")
+
+    def row(label: str, seconds: float, today: float | None = None, note: str = "") -> None:
+        against = f"{seconds / today:6.2f}x" if today else " " * 7
+        print(f"      {label:46s} {seconds:9.4f} {seconds / t_grad:7.3f}x {against} {note}")
+
+    row("gradient (create-graph)", t_grad)
+    row("full product, double-backward (ours)", t_full, t_full)
+    row("full product, forward-over-reverse, eager", t_forward, t_full)
+    if compile_products:
+        try:
+            product = forward_over_reverse(operator, full, "inductor")
+            counters.clear()
+            started = time.perf_counter()
+            with sdpa_kernel(SDPBackend.MATH):
+                product()
+            compiling = time.perf_counter() - started
+            # Where tracing fails (an op without a meta kernel), that part runs eagerly.
+            breaks = sum(counters["graph_break"].values())
+            note = f"(compiled in {compiling:.0f} s, {breaks} graph breaks)"
+            row(
+                "full product, forward-over-reverse, compiled",
+                timed(product, warm_up=False),
+                t_full,
+                note,
+            )
+        except Exception as error:  # a backend without support: say so, go on
+            print(f"      full product, compiled: failed ({type(error).__name__}: {error})"[:200])
+    sampled = np.linspace(0, len(space) - 1, min(sampled_blocks, len(space))).astype(int)
+    block_times = []
+    for block in sampled:
+        unit = units(space, block, 1, device)
+        block_times.append(timed(functools.partial(operator.block_matmul, block, unit)))
+    spread = np.interp(range(len(space)), sampled, block_times)
+    t_block = float(np.dot(ks, spread) / ks.sum())
+    for name, index in (("shallowest", 0), ("middle", len(sampled) // 2), ("deepest", -1)):
+        block = sampled[index]
+        row(f"block product, {name}: {space.names[block]}"[:46], block_times[index], t_block)
+    row("block product, k_b-weighted mean (ours)", t_block, t_block)
+    middle = sampled[len(sampled) // 2]
+    t_middle = block_times[len(sampled) // 2]
+    unit = units(space, middle, 1, device)[0].view(space.shapes[middle])
+    t_eager = timed(forward_over_reverse(operator, {middle: unit}))
+    row("middle block, forward-over-reverse, eager", t_eager, t_middle, "(vs the middle block)")
+    for batch in (4, 8, 16, 64):
+        batched = HessianOperator(operator.model, x, y, device=device, vector_batch=batch)
+        vectors = units(space, middle, batch, device)
+        seconds = timed(functools.partial(batched.block_matmul, middle, vectors), 1) / batch
+        row(
+            f"middle block, vmapped by {batch}, per vector",
+            seconds,
+            t_middle,
+            "(vs the middle block)",
+        )
+    exact = sorted(operator.gauss_newton.blocks)
+    if exact:
+        coords = block_coordinates(space, PAPER.max_k, seed=0)
+        chosen = [coords[b] for b in exact]
+        submatrices = functools.partial(operator.gauss_newton_submatrices, exact, chosen)
+        columns = int(ks[exact].sum())
+        seconds = timed(submatrices, 1, warm_up=False) / columns
+        today = float(np.dot(ks[exact], spread[exact]) / columns)
+        note = f"(per column, {len(exact)} of {len(space)} blocks; vs their weighted mean)"
+        row("Gauss-Newton sub-Hessians (ours)", seconds, today, note)
+
+
+def part_e(device, images, repeats, sampled_blocks, compile_products, archs=ARCHS) -> None:
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
+    threads = torch.get_num_threads()
+    print(f"the alternatives, {threads} thread(s), load average {load:.2f} at the start:")
+    for arch in archs:
+        alternatives(arch, device, images, repeats, sampled_blocks, compile_products)
+
+
 def part_d(device, base_bytes, images, sampled_blocks, repeats) -> None:
     print("the cost model's numbers (paste into src/infoopt/hessian/costs.yaml):")
     section = costs_section(device, base_bytes, images, sampled_blocks, repeats)
@@ -366,7 +519,11 @@ def main() -> None:
     parser.add_argument("--max-k", type=int, default=64, help="(b)")
     parser.add_argument("--measure-size", type=int, default=None, help="(d): 32 on CPU, else 256")
     parser.add_argument("--sampled-blocks", type=int, default=12, help="(d)")
-    parser.add_argument("--parts", default="abcd")
+    parser.add_argument("--parts", default="abcd", help="e: the alternatives (minutes)")
+    parser.add_argument(
+        "--compile", action=argparse.BooleanOptionalAction, default=False, help="(e)"
+    )
+    parser.add_argument("--archs", default=",".join(ARCHS), help="(e): models, comma-separated")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -392,6 +549,10 @@ def main() -> None:
     if "d" in args.parts:
         print("(d) ", end="")
         part_d(device, base_bytes, args.measure_size, args.sampled_blocks, args.repeats)
+    if "e" in args.parts:
+        print("(e) ", end="")
+        archs = args.archs.split(",")
+        part_e(device, args.measure_size, args.repeats, args.sampled_blocks, args.compile, archs)
 
 
 if __name__ == "__main__":

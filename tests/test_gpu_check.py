@@ -20,12 +20,13 @@ REDUCED = [
 
 
 def test_compiled_product_is_the_operators_product():
-    """The compiled path's math, through torch.compile's eager backend (no compiler needed)."""
+    """The compiled path's math, through torch.compile's eager backend (no compiler needed),
+    for the whole model and restricted to one block."""
     import torch
     from torch import nn
 
     sys.path.insert(0, str(REPO / "benchmarks"))
-    from gpu_check import forward_over_reverse
+    from hessian_cost import forward_over_reverse
 
     from infoopt.hessian.hvp import HessianOperator
 
@@ -34,8 +35,12 @@ def test_compiled_product_is_the_operators_product():
     x, y = torch.randn(6, 3, 2, 2), torch.randint(0, 3, (6,))
     operator = HessianOperator(model, x, y, dtype="float64")
     v = torch.randn(1, operator.space.dim, dtype=torch.float64)
-    ours = torch.cat([t.flatten() for t in forward_over_reverse(operator, v, "eager")()])
+    parts = dict(enumerate(operator.space.split(v[0])))
+    ours = torch.cat([t.flatten() for t in forward_over_reverse(operator, parts, "eager")()])
     torch.testing.assert_close(ours, operator.matmul(v)[0])
+    (block,) = forward_over_reverse(operator, {0: parts[0]}, "eager")()
+    expected = operator.block_matmul(0, parts[0].reshape(1, -1))[0]
+    torch.testing.assert_close(block.flatten(), expected)
 
 
 def test_gpu_check_prints_every_part_on_cpu():
@@ -51,6 +56,7 @@ def test_gpu_check_prints_every_part_on_cpu():
         assert re.search(rf"{arch}\s+fp32 batch\s+4:\s+\d+ images/s", out), out
         assert re.search(rf"{arch}\s+bf16 batch\s+4:\s+\d+ images/s", out), out
         assert re.search(rf"{arch}\s+gradient [\d.]+ s, HVP eager [\d.]+x", out), out
+        assert re.search(rf"{arch}\s+gradient .* Gauss-Newton [\d.]+x per column", out), out
         assert re.search(rf"{arch}\s+plan 8 x 1 images \(1 kept\), peak [\d.]+ GiB", out), out
         assert re.search(rf"{arch}\s+3 blocks: max \|Δgap\| [\d.e+-]+", out), out
         assert re.search(rf"{arch}: predicted [\d,]+ s \([\d.]+ h\)", out), out

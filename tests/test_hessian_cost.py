@@ -166,6 +166,27 @@ def test_model_sizes_are_measured_once_per_machine(tmp_path):
     assert imports_dynamo() and json.loads(cache.read_text()).keys() == keys
 
 
+def test_graphless_blocks_are_found_once_per_machine(tmp_path, monkeypatch):
+    """The blocks that need no graph are kept beside the model sizes, and read from there."""
+    import json
+
+    from infoopt.hessian import cost
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    options = dataclasses.replace(TINY_OPTIONS, memory_budget_gb=0.0, micro_batch_size=3)
+    cost._graphless_blocks.cache_clear()
+    found = predict(options, TINY)
+    cache = tmp_path / "infoopt" / "graphless_blocks.json"
+    ((key, blocks),) = json.loads(cache.read_text()).items()
+    assert blocks == list(range(len(cost._size(key.split(" ", 1)[1]).numels)))
+    cache.write_text(json.dumps({key: []}))  # as if no block were: every block call rebuilds
+    cost._graphless_blocks.cache_clear()
+    try:
+        assert predict(options, TINY).builds > found.builds
+    finally:
+        cost._graphless_blocks.cache_clear()
+
+
 def hessian_resources(workdir, *args: str) -> dict[str, dict[str, dict[str, str]]]:
     """rule -> job (its wildcards) -> resources, from a dry-run's plan."""
     result = snakemake(workdir, *SMOKE, "--dry-run", *args)

@@ -6,6 +6,8 @@ Import from the modules (this package imports nothing, so the CLI stays fast):
 - :mod:`~infoopt.hessian.options`: :class:`HessianOptions`, every [choice] of PAPER.md §2;
 - :mod:`~infoopt.hessian.space`: the flat parameter space (``ParameterSpace``);
 - :mod:`~infoopt.hessian.hvp`: batched, micro-batched products (``HessianOperator``);
+- :mod:`~infoopt.hessian.gauss_newton`: the blocks whose Hessian is their Gauss-Newton block,
+  and their sub-Hessians from first-order passes;
 - :mod:`~infoopt.hessian.blocks`: seeded coordinates and principal sub-Hessians;
 - :mod:`~infoopt.hessian.trace`: Hutchinson block and total traces;
 - :mod:`~infoopt.hessian.spectrum`: the top eigenvalue by Lanczos;

@@ -49,6 +49,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from infoopt import models
 from infoopt.atomic import write_json
 from infoopt.canonical import canonical_json
+from infoopt.hessian import gauss_newton, hvp
 from infoopt.hessian.hvp import (
     GIB,
     Footprint,
@@ -190,18 +191,40 @@ def _size(spec: str) -> _Size:
     return size
 
 
-@functools.cache
-def _graphless_blocks(spec: str) -> frozenset[int]:
-    """The blocks of a model spec (canonical JSON of :func:`build_model`'s arguments) whose
-    sub-Hessians need no graph, their Hessians being their Gauss-Newton blocks: found as the
-    operator finds them (``HessianOperator.gauss_newton``), on two random images."""
+def _find_graphless_blocks(spec: str) -> list[int]:
+    """The blocks of a model spec whose sub-Hessians need no graph, their Hessians being their
+    Gauss-Newton blocks: found as the operator finds them (``HessianOperator.gauss_newton``), on
+    the model built at ``spec`` and two random images (the RNG's state is left as it was)."""
     model_spec = json.loads(spec)
     side, channels = model_spec["image_size"], model_spec["in_channels"]
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)
         model = build_model(**model_spec)
         x = torch.randn(2, channels, side, side)
-    return HessianOperator(model, x, torch.zeros(2, dtype=torch.long)).gauss_newton.blocks
+    return sorted(HessianOperator(model, x, torch.zeros(2, dtype=torch.long)).gauss_newton.blocks)
+
+
+def _operator_version() -> str:
+    """What the blocks found depend on besides the spec: the models and the operator's source."""
+    digest = hashlib.sha256(_models_version().encode())
+    for module in (hvp, gauss_newton):
+        digest.update(Path(module.__file__).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+@functools.cache
+def _graphless_blocks(spec: str) -> frozenset[int]:
+    """:func:`_find_graphless_blocks` of a model spec (canonical JSON of :func:`build_model`'s
+    arguments), once per machine: kept in ``graphless_blocks.json`` beside :func:`size_cache`,
+    as building a paper-sized model takes seconds that every Snakemake start-up would pay."""
+    path = size_cache().with_name("graphless_blocks.json")
+    key = f"{_operator_version()} {spec}"
+    blocks = _read_cache(path).get(key)
+    if blocks is None:
+        blocks = _find_graphless_blocks(spec)
+        with contextlib.suppress(OSError):  # an unwritable cache only costs the next process time
+            write_json(_read_cache(path) | {key: blocks}, path)
+    return frozenset(blocks)
 
 
 def predict(

@@ -11,8 +11,9 @@ The table (one parquet file per checkpoint) has one row per parameter block, in
   the top eigenvalue by Lanczos; the others are missing), and the columns that only it fills
   hold the checkpoint's summaries: ``positive_ratio``, ``sharpness``, ``gap_mean``, ``gap_std``,
   ``gap_blocks`` (:mod:`infoopt.hessian.aggregate`), ``lanczos_products``, ``lanczos_residual``,
-  ``lanczos_converged``, ``block_products``, ``full_products`` (Hessian-vector products spent)
-  and ``seconds``;
+  ``lanczos_converged``, ``block_products``, ``full_products`` (Hessian-vector products spent;
+  ``block_products`` counts the sub-Hessians' columns, also those of blocks computed from
+  first-order passes, :mod:`~infoopt.hessian.gauss_newton`) and ``seconds``;
 - every row carries the options used, as ``option_<name>`` columns.
 
 Select ``block != GLOBAL`` for per-block analyses and ``block == GLOBAL`` for Tables 2–5.

@@ -31,7 +31,8 @@ class HessianOptions:
     ``probe_batch`` of them per pass over the data; ``lanczos_max_iter`` (0 skips the top
     eigenvalue) and ``lanczos_tol`` (relative residual: it bounds the eigenvalue's relative
     error, which in practice is near its square); ``vector_batch``: vectors per
-    vmapped double-backward (1 = a loop); ``memory_budget_gb``: GiB that the create-graph
+    vmapped double-backward (1 = a loop; blocks whose Hessian is their Gauss-Newton block have
+    no double-backward); ``memory_budget_gb``: GiB that the create-graph
     gradients held by the Hessian operator may take (see below); ``micro_batch_size``: samples
     per forward pass (None = planned within the budget); ``dtype``; ``eval_size``: test images
     (used by ``infoopt hessian``); ``seed``: of the coordinates, the probes and the Lanczos
