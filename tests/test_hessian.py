@@ -25,6 +25,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from infoopt.checkpoint import CheckpointError, save_checkpoint
 from infoopt.cli import main
+from infoopt.hessian import gauss_newton
 from infoopt.hessian.aggregate import aggregate_blocks
 from infoopt.hessian.blocks import block_coordinates, sub_hessians
 from infoopt.hessian.hvp import (
@@ -107,6 +108,34 @@ class Mixed(nn.Module):
         return self.second(x - x.mean(dim=0))
 
 
+class Gain(nn.Module):
+    """A per-channel scale: a module the Gauss-Newton pass knows no formula for."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.gain = nn.Parameter(torch.linspace(0.5, 1.5, channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gain.view(1, -1, 1, 1)
+
+
+class Odd(nn.Module):
+    """ReLU layers the Gauss-Newton pass reads off directly in their less common forms (a strided,
+    dilated, padded convolution; a linear layer on tokens), and some it takes tangents of (a
+    grouped convolution, a custom module)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.strided = nn.Conv2d(1, 4, 3, stride=2, padding=2, dilation=2)
+        self.grouped = nn.Conv2d(4, 4, 1, groups=2)
+        self.gain = Gain(4)
+        self.tokens = nn.Linear(4, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.gain(self.grouped(F.relu(self.strided(x))))
+        return self.tokens(F.relu(x).flatten(2).mT).mean(dim=1)
+
+
 def tiny_vit() -> nn.Module:
     options = {"patch_size": 2, "dim": 6, "depth": 1, "heads": 2, "head_dim": 3, "mlp_dim": 8}
     return build_model("vit", num_classes=4, in_channels=1, image_size=4, options=options)
@@ -124,6 +153,7 @@ MODELS = {
     "resnet": tiny_resnet,
     "reused": Reused,
     "mixed": Mixed,
+    "odd": Odd,
 }
 # The blocks whose Hessian the operator finds to be their Gauss-Newton block.
 GAUSS_NEWTON_BLOCKS = {
@@ -133,6 +163,7 @@ GAUSS_NEWTON_BLOCKS = {
     "resnet": {name for name, _ in tiny_resnet().named_parameters()},
     "reused": {"head.weight", "head.bias"},
     "mixed": {"second.weight", "second.bias"},
+    "odd": {name for name, _ in Odd().named_parameters()},
 }
 
 
@@ -348,8 +379,16 @@ def test_sub_hessians_are_principal_submatrices(case):
 
 
 @pytest.mark.parametrize("name", MODELS)
-def test_gauss_newton_blocks_are_found_and_exact(name):
+def test_gauss_newton_blocks_are_found_and_exact(name, monkeypatch):
     model, x, y, hessian = reference(name)
+    # Linear, Conv2d and BatchNorm blocks are read off their inputs: tangents only for the rest.
+    tangents, tangent_rows = set(), gauss_newton._tangent_rows
+
+    def recorded(module, name, *args):
+        tangents.add(type(module).__name__ + "." + name)
+        return tangent_rows(module, name, *args)
+
+    monkeypatch.setattr(gauss_newton, "_tangent_rows", recorded)
     # One micro-batch: the batch mean of `mixed` makes its loss depend on the batching.
     operator = HessianOperator(model, x, y, dtype="float64")
     space = operator.space
@@ -362,6 +401,8 @@ def test_gauss_newton_blocks_are_found_and_exact(name):
         index = coords[b] + space.offsets[b]
         torch.testing.assert_close(matrix, hessian[index][:, index], rtol=1e-9, atol=1e-12)
     assert operator.block_products == sum(len(coords[b]) for b in exact)
+    expected = {"Conv2d.weight", "Gain.gain"} if name == "odd" else set()  # the grouped conv
+    assert tangents == expected
     others = sorted(set(range(len(space))) - operator.gauss_newton.blocks)
     if others:
         with pytest.raises(ValueError, match=re.escape(space.names[others[0]])):

@@ -17,7 +17,10 @@ Such a block's ``K x K`` submatrix needs no second-order pass. With ``H_CE = A A
 gradient at ``z`` of the logits against column ``c`` of ``A`` (one backward pass per class, shared
 by every block), ``t_s`` the tangent of ``z`` along coordinate ``s`` (a forward-mode product through
 that one module). One forward, C backward passes and ``K`` one-module tangents per block replace
-``K`` block products, each a double-backward through everything above the block.
+``K`` block products, each a double-backward through everything above the block. For linear
+layers, convolutions and BatchNorms the tangent of coordinate ``s`` is one output channel's
+copy of an input feature (for a convolution's weight, a shifted input channel), so
+``⟨δ_c, t_s⟩`` is read off the input and ``δ_c``'s channel, with no pass through the module.
 """
 
 from __future__ import annotations
@@ -27,8 +30,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.func import functional_call, jvp, vmap
+
+from infoopt.hessian.affine_norm import AffineBatchNorm
 
 # Autograd nodes of ops whose second derivative is zero (almost everywhere) in all their inputs
 # together: linear maps (sums, means, views, copies) and piecewise linear ones (ReLU, max-pooling).
@@ -205,6 +211,106 @@ def _detached(value):
     return value.detach() if isinstance(value, torch.Tensor) else value
 
 
+def _channel_features(
+    module: nn.Module, name: str, x: torch.Tensor, index: torch.Tensor
+) -> tuple[int, torch.Tensor, torch.Tensor | None] | None:
+    """For the common modules whose output is affine in parameter ``name`` and whose
+    coordinate ``s`` moves one output channel ``o_s`` only, by a feature ``f_s`` of the input
+    ``x`` at every position: (the output's channel dimension, ``o_s`` for the coordinates
+    ``index``, ``f_s`` as (images, coordinates, positions), None where it is 1: a bias).
+    None for any other module."""
+    if name == "bias" and isinstance(module, (nn.Linear, nn.Conv2d, AffineBatchNorm)):
+        return (-1 if isinstance(module, nn.Linear) else 1), index, None
+    if name != "weight":
+        return None
+    if isinstance(module, nn.Linear):
+        # weight[o, i]: output feature o gets input feature i, at every token.
+        inputs = x.reshape(len(x), -1, module.in_features)
+        return -1, index // module.in_features, inputs[:, :, index % module.in_features].mT
+    if isinstance(module, AffineBatchNorm):
+        # weight[o]: channel o gets (x_o − mean_o) / sqrt(var_o + eps).
+        mean, var = module.running_mean[index], module.running_var[index]
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        scaled = (x[:, index] - mean.view(shape)) * torch.rsqrt(var + module.eps).view(shape)
+        return 1, index, scaled.flatten(2)
+    if (
+        isinstance(module, nn.Conv2d)
+        and module.groups == 1
+        and module.padding_mode == "zeros"
+        and not isinstance(module.padding, str)
+    ):
+        # weight[o, i, a, b]: output channel o at (h, w) gets the padded input channel i at
+        # (a·dilation + h·stride, b·dilation + w·stride).
+        _, inputs, kh, kw = module.weight.shape
+        (ph, pw), (sh, sw), (dh, dw) = module.padding, module.stride, module.dilation
+        padded = F.pad(x, (pw, pw, ph, ph))
+        rows = (padded.shape[2] - dh * (kh - 1) - 1) // sh + 1
+        cols = (padded.shape[3] - dw * (kw - 1) - 1) // sw + 1
+        within = index % (inputs * kh * kw)
+        channel, a, b = within // (kh * kw), within // kw % kh, within % kw
+        h = a[:, None] * dh + sh * torch.arange(rows, device=x.device)
+        w = b[:, None] * dw + sw * torch.arange(cols, device=x.device)
+        patches = padded[:, channel[:, None, None], h[:, :, None], w[:, None, :]]
+        return 1, index // (inputs * kh * kw), patches.flatten(2)
+    return None
+
+
+def _direct_rows(
+    module: nn.Module,
+    name: str,
+    x: torch.Tensor,
+    index: torch.Tensor,
+    shape: torch.Size,
+    deltas: torch.Tensor,
+) -> torch.Tensor | None:
+    """``⟨δ_c, t_s⟩`` as (images, coordinates, classes) from :func:`_channel_features`, for a
+    module's output of per-image ``shape`` and its class gradients ``deltas`` (images, numel,
+    classes): no tangent is formed, only the channel's positions are summed. None where
+    :func:`_channel_features` does not know the module."""
+    rows = []
+    for chunk in index.split(TANGENTS):
+        found = _channel_features(module, name, x, chunk)
+        if found is None:
+            return None
+        dim, channels, features = found
+        grads = deltas.view(len(x), *shape, -1).movedim(dim if dim > 0 else len(shape), 1)
+        # (images, chunk, positions, classes)
+        picked = grads[:, channels].reshape(len(x), len(chunk), -1, deltas.shape[-1])
+        if features is None:
+            rows.append(picked.sum(2))
+        else:
+            rows.append(torch.einsum("nkp,nkpc->nkc", features, picked))
+    return torch.cat(rows, dim=1)
+
+
+def _tangent_rows(
+    module: nn.Module,
+    name: str,
+    args: tuple,
+    kwargs: dict,
+    index: torch.Tensor,
+    deltas: torch.Tensor,
+) -> torch.Tensor:
+    """``⟨δ_c, t_s⟩`` as (images, coordinates, classes) for any module: the tangents ``t_s``
+    from forward-mode products through it, :data:`TANGENTS` coordinates at once."""
+    value = getattr(module, name).detach()
+
+    def output(weights: torch.Tensor) -> torch.Tensor:
+        return functional_call(module, {name: weights}, args, kwargs)
+
+    def tangent(unit: torch.Tensor) -> torch.Tensor:
+        return jvp(output, (value,), (unit.view_as(value),))[1]
+
+    rows = []
+    for chunk in index.split(TANGENTS):
+        units = torch.zeros(len(chunk), value.numel(), dtype=value.dtype, device=value.device)
+        units[torch.arange(len(chunk)), chunk] = 1.0
+        with torch.no_grad():
+            tangents = vmap(tangent, out_dims=1)(units).flatten(2)  # (images, chunk, numel)
+        rows.append(torch.bmm(tangents, deltas))  # (images, chunk, classes)
+    return torch.cat(rows, dim=1)
+
+
 def add_submatrices(
     model: nn.Module,
     holders: Sequence[tuple[nn.Module, str]],
@@ -215,12 +321,15 @@ def add_submatrices(
 ) -> None:
     """Add ``weight · Σ_n M_nᵀ M_n`` over the images ``x`` to ``sums``: one ``k x k`` tensor per
     block, each held by ``holders``' (module, name) and in :func:`exact_blocks`, with ``coords``
-    its coordinates ``S``."""
+    its coordinates ``S``. Row ``c`` of ``M_n`` is ``⟨δ_c, t_s⟩``: for linear layers,
+    convolutions and BatchNorms read off their inputs (:func:`_direct_rows`), for any other
+    module from forward-mode tangents (:func:`_tangent_rows`)."""
     modules = list({id(m): m for m, _ in holders}.values())
     with captured(modules) as calls:
         logits = model(x)
     inputs = {id(module): calls[module][0][:2] for module in modules}
     outputs = [calls.pop(module)[0][2] for module in modules]
+    shapes = {id(module): out.shape[1:] for module, out in zip(modules, outputs, strict=True)}
     probabilities = logits.detach().softmax(dim=1)
     roots = probabilities.sqrt()
     # Column c of A = diag(√p) − p √pᵀ, per image: A Aᵀ = diag(p) − p pᵀ, the CE's Hessian.
@@ -240,22 +349,13 @@ def add_submatrices(
         args, kwargs = inputs[id(module)]
         args = tuple(_detached(a) for a in args)
         kwargs = {key: _detached(value) for key, value in kwargs.items()}
-        value = getattr(module, name).detach()
-
-        def output(weights: torch.Tensor, module=module, name=name, args=args, kwargs=kwargs):
-            return functional_call(module, {name: weights}, args, kwargs)
-
-        def tangent(unit: torch.Tensor, output=output, value=value) -> torch.Tensor:
-            return jvp(output, (value,), (unit.view_as(value),))[1]
-
-        rows = []
-        for chunk in index.split(TANGENTS):
-            units = torch.zeros(len(chunk), value.numel(), dtype=value.dtype, device=value.device)
-            units[torch.arange(len(chunk)), chunk] = 1.0
-            with torch.no_grad():
-                tangents = vmap(tangent, out_dims=1)(units).flatten(2)  # (images, chunk, numel)
-            rows.append(torch.bmm(tangents, deltas[id(module)]))  # (images, chunk, classes)
-        rows = torch.cat(rows, dim=1).transpose(1, 2).reshape(-1, len(index))
+        delta = deltas[id(module)]
+        rows = None
+        if len(args) == 1 and not kwargs:
+            rows = _direct_rows(module, name, args[0], index, shapes[id(module)], delta)
+        if rows is None:
+            rows = _tangent_rows(module, name, args, kwargs, index, delta)
+        rows = rows.transpose(1, 2).reshape(-1, len(index))
         total += weight * (rows.T @ rows)
 
 

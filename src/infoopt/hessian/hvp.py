@@ -57,6 +57,7 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from tqdm.auto import tqdm
 
 from infoopt.hessian import gauss_newton
+from infoopt.hessian.affine_norm import affine_batch_norms
 from infoopt.hessian.options import DTYPE_NAMES
 from infoopt.hessian.space import ParameterSpace
 
@@ -147,41 +148,6 @@ def plan_micro_batches(
     return MicroBatchPlan(size, count, min(max(kept, 0), count))
 
 
-class AffineBatchNorm(nn.Module):
-    """An eval-mode BatchNorm written as the affine map it is: ``x·s + t`` per channel with
-    ``s = weight / sqrt(running_var + eps)`` and ``t = bias − running_mean·s``.
-
-    Same function of (x, weight, bias), hence the same Hessian, but autograd's double-backward
-    through it is plain products, not ``native_batch_norm_backward``'s: a Hessian-vector
-    product of a BatchNorm CNN costs about 1.6x a gradient instead of 2.3x (benchmarks/
-    hessian_cost.py). Takes over the original's parameters and buffers under the same names.
-    """
-
-    def __init__(self, norm: nn.modules.batchnorm._BatchNorm) -> None:
-        super().__init__()
-        self.weight, self.bias, self.eps = norm.weight, norm.bias, norm.eps
-        self.register_buffer("running_mean", norm.running_mean)
-        self.register_buffer("running_var", norm.running_var)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        scale = torch.rsqrt(self.running_var + self.eps) * self.weight
-        shift = self.bias - self.running_mean * scale
-        shape = (1, -1) + (1,) * (x.dim() - 2)
-        return x * scale.view(shape) + shift.view(shape)
-
-
-def _affine_batch_norms(model: nn.Module) -> None:
-    """Replace every affine BatchNorm with running statistics by :class:`AffineBatchNorm`."""
-    for parent in model.modules():
-        for name, child in parent.named_children():
-            if (
-                isinstance(child, nn.modules.batchnorm._BatchNorm)
-                and child.affine
-                and child.track_running_stats
-            ):
-                setattr(parent, name, AffineBatchNorm(child))
-
-
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     if isinstance(dtype, torch.dtype):
         if dtype not in DTYPES.values():
@@ -227,7 +193,7 @@ class HessianOperator:
         self.dtype = resolve_dtype(dtype)
         self.device = torch.device(device) if device is not None else x.device
         self.model = copy.deepcopy(model).to(device=self.device, dtype=self.dtype).eval()
-        _affine_batch_norms(self.model)
+        affine_batch_norms(self.model)
         self.space = ParameterSpace.of(self.model)
         self.params = [p for p in self.model.parameters() if p.requires_grad]
         self.x = x.to(self.device, self.dtype) if x.is_floating_point() else x.to(self.device)
