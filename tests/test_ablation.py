@@ -13,7 +13,7 @@ import pytest
 import yaml
 from scipy import stats
 
-from conftest import SCHEMA, SMOKE, copy_workflow, snakemake
+from conftest import SCHEMA, SMOKE, snakemake
 from infoopt.cli import main
 from infoopt.config import ConfigError, Run, init_spec, run_spec
 from infoopt.report.ablation import (
@@ -382,16 +382,10 @@ def test_sweep_select_and_train_with_the_selected_lr(smoke_config, digits_npz, t
 
 
 # ------------------------------------------------------------------------------ workflow
+# The session's smoke run (conftest.py) has the smoke profile's Lion ablation: five optimizers at
+# two seeds, each lr swept over two candidates of 4-epoch runs on a 20 % holdout.
 
-REDUCED = {
-    "experiments": {
-        "lion_ablation": {
-            "optimizers": ["lion", "lion_tanh_k1"],
-            "lr_sweep": {"multipliers": [3.0, 10.0], "epochs": 2},
-        }
-    },
-    "archs": {"resnet18": {"epochs": 3}},
-}
+ABLATION = ["adamw", "lion", "lion_tanh_k1", "lion_tanh_k10", "lion_bayes"]
 OUTPUTS = [
     "results/tables/lion_accuracy.csv",
     "results/tables/lion_accuracy.md",
@@ -418,68 +412,57 @@ TARGETS = (
 )
 
 
-def configfiles(*names: str) -> tuple[str, ...]:
-    # A command-line --configfile replaces the profile's list, so the smoke file is named again.
-    # (It takes every argument after it: pass it last.)
-    return ("--configfile", "workflow/profiles/smoke/experiment.yaml", *names)
-
-
-@pytest.fixture(scope="module")
-def ablation(tmp_path_factory):
-    """The smoke profile's ablation, reduced (Lion and one κ, short runs), run to the end."""
-    workdir = copy_workflow(tmp_path_factory.mktemp("ablation"))
-    (workdir / "reduced.yaml").write_text(yaml.safe_dump(REDUCED))
-    snakemake(workdir, *SMOKE, *TARGETS, *configfiles("reduced.yaml"))
-    return workdir
-
-
 @pytest.mark.workflow
-def test_ablation_outputs(ablation):
+def test_ablation_outputs(smoke):
     for path in OUTPUTS:
-        assert (ablation / path).stat().st_size > 0, path
-    accuracy = pd.read_csv(ablation / "results/tables/lion_accuracy.csv")
-    assert list(accuracy["optimizer"]) == ["lion", "lion_tanh_k1"]
+        assert (smoke / path).stat().st_size > 0, path
+    accuracy = pd.read_csv(smoke / "results/tables/lion_accuracy.csv")
+    assert sorted(accuracy["optimizer"]) == sorted(ABLATION)
     assert (accuracy["n_seeds"] == 2).all() and (accuracy["mean"] > 30).all()
-    paired = pd.read_csv(ablation / "results/tables/lion_paired.csv")
-    training = pd.read_parquet(ablation / "results/summary/lion_ablation/training.parquet")
+    paired = pd.read_csv(smoke / "results/tables/lion_paired.csv").set_index("optimizer")
+    assert sorted(paired.index) == sorted(set(ABLATION) - {"lion"})
+    training = pd.read_parquet(smoke / "results/summary/lion_ablation/training.parquet")
     final = training[(training["metric"] == "test_accuracy") & (training["progress"] == 1.0)]
     per_seed = final.pivot(index="seed", columns="optimizer", values="value")
     difference = (per_seed["lion_tanh_k1"] - per_seed["lion"]).mean()
-    assert paired.iloc[0]["difference"] == pytest.approx(difference)
-    hessian = pd.read_csv(ablation / "results/tables/lion_hessian.csv")
+    assert paired.loc["lion_tanh_k1", "difference"] == pytest.approx(difference)
+    hessian = pd.read_csv(smoke / "results/tables/lion_hessian.csv")
     assert set(hessian["metric"]) == {"entropy_gap", "abs_trace_sum", "top_eigenvalue"}
-    assert "lion_tanh_k1" in (ablation / "results/tables/lion_paired.md").read_text()
+    assert "lion_tanh_k1" in (smoke / "results/tables/lion_paired.md").read_text()
 
 
 @pytest.mark.workflow
-def test_final_runs_use_the_selected_lr(ablation):
-    sweep = pd.read_csv(ablation / "results/tables/lion_lr_sweep.csv")
-    assert len(sweep) == 4 and sweep.groupby("optimizer")["selected"].sum().eq(1).all()
-    for optimizer in ("lion", "lion_tanh_k1"):
+def test_final_runs_use_the_selected_lr(smoke):
+    sweep = pd.read_csv(smoke / "results/tables/lion_lr_sweep.csv")
+    assert len(sweep) == 2 * len(ABLATION)
+    assert sweep.groupby("optimizer")["selected"].sum().eq(1).all()
+    for optimizer in ABLATION:
         path = f"results/sweep/digits/resnet18/{optimizer}/selected.json"
-        selected = json.loads((ablation / path).read_text())["hparams"]["lr"]
+        selected = json.loads((smoke / path).read_text())["hparams"]["lr"]
         assert selected in set(sweep.loc[sweep["optimizer"] == optimizer, "lr"])
         for seed in (0, 1):
             run = f"results/runs/digits/resnet18/{optimizer}/seed{seed}/run.json"
-            spec = json.loads((ablation / run).read_text())["spec"]
+            spec = json.loads((smoke / run).read_text())["spec"]
             assert spec["hparams"]["lr"] == selected
             assert spec["hparams_from"]["path"] == path
-        candidate = next((ablation / f"results/sweep/digits/resnet18/{optimizer}").glob("lr*"))
+        candidate = next((smoke / f"results/sweep/digits/resnet18/{optimizer}").glob("lr*"))
         spec = json.loads((candidate / "seed0/run.json").read_text())["spec"]
         assert spec["training"]["holdout"] == {"fraction": 0.2, "seed": 0}
-        assert spec["training"]["epochs"] == 2
+        assert spec["training"]["epochs"] == 4
 
 
 @pytest.mark.workflow
-def test_a_changed_sweep_reruns_what_depends_on_it(ablation):
-    result = snakemake(ablation, *SMOKE, *TARGETS, "--dry-run", *configfiles("reduced.yaml"))
+def test_a_changed_sweep_reruns_what_depends_on_it(smoke, tmp_path):
+    result = snakemake(smoke, *SMOKE, *TARGETS, "--dry-run")
     assert "Nothing to be done" in result.stdout + result.stderr
     changed = {"experiments": {"lion_ablation": {"lr_sweep": {"holdout": 0.25}}}}
-    (ablation / "changed.yaml").write_text(yaml.safe_dump(changed))
-    files = configfiles("reduced.yaml", "changed.yaml")
-    result = snakemake(ablation, *SMOKE, *TARGETS, "--dry-run", *files)
+    (tmp_path / "changed.yaml").write_text(yaml.safe_dump(changed))
+    # A command-line --configfile replaces the profile's list: the smoke file is named again.
+    files = ("--configfile", "workflow/profiles/smoke/experiment.yaml", tmp_path / "changed.yaml")
+    result = snakemake(smoke, *SMOKE, *TARGETS, "--dry-run", *map(str, files))
     jobs = _job_counts(result.stdout)
-    assert jobs["sweep"] == 4 and jobs["select_lr"] == 2 and jobs["train"] == 4
+    runs = 2 * len(ABLATION)
+    assert jobs["sweep"] == runs and jobs["select_lr"] == len(ABLATION) and jobs["train"] == runs
     assert "init" not in jobs and "prepare" not in jobs
 
 

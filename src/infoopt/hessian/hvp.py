@@ -22,9 +22,10 @@ Two kinds of product, and a shortcut:
 - :meth:`HessianOperator.gauss_newton_submatrices`: the principal submatrices ``H[S_b, S_b]`` of
   the blocks whose Hessian is their Gauss-Newton block (:attr:`HessianOperator.gauss_newton`:
   every ResNet18 block, the ViT's head), from a forward pass, a backward pass per class and
-  tangents through each block's own module (:mod:`infoopt.hessian.gauss_newton`), with no
-  create-graph gradient at all. On ResNet18 a column costs 0.01x a create-graph gradient
-  against 0.45x for the block products it replaces (k_b-weighted; CPU, one thread).
+  sums over the inputs each coordinate multiplies (:mod:`infoopt.hessian.gauss_newton`), with
+  no create-graph gradient at all. On ResNet18 a column costs 0.0015x a create-graph gradient
+  against 0.43x for the block products it replaces (k_b-weighted; CPU, 2 threads,
+  ``benchmarks/hessian_cost.py --parts e``).
 
 ``vector_batch`` vectors go through one double-backward together (``torch.func.vmap`` over
 ``torch.autograd.grad``, which has real batching rules for convolutions and BatchNorm, unlike
