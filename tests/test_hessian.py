@@ -122,7 +122,7 @@ class Gain(nn.Module):
 class Odd(nn.Module):
     """ReLU layers the Gauss-Newton pass reads off directly in their less common forms (a strided,
     dilated, padded convolution; a linear layer on tokens), and some it takes tangents of (a
-    grouped convolution, a custom module)."""
+    grouped convolution, a custom module), and a BatchNorm of flat features."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -130,10 +130,11 @@ class Odd(nn.Module):
         self.grouped = nn.Conv2d(4, 4, 1, groups=2)
         self.gain = Gain(4)
         self.tokens = nn.Linear(4, 4)
+        self.norm = nn.BatchNorm1d(4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.gain(self.grouped(F.relu(self.strided(x))))
-        return self.tokens(F.relu(x).flatten(2).mT).mean(dim=1)
+        return self.norm(self.tokens(F.relu(x).flatten(2).mT).mean(dim=1))
 
 
 def tiny_vit() -> nn.Module:

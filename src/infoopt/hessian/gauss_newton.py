@@ -232,7 +232,7 @@ def _channel_features(
         mean, var = module.running_mean[index], module.running_var[index]
         shape = (1, -1) + (1,) * (x.dim() - 2)
         scaled = (x[:, index] - mean.view(shape)) * torch.rsqrt(var + module.eps).view(shape)
-        return 1, index, scaled.flatten(2)
+        return 1, index, scaled.reshape(len(x), len(index), -1)
     if (
         isinstance(module, nn.Conv2d)
         and module.groups == 1
