@@ -49,7 +49,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from infoopt import models
 from infoopt.atomic import write_json
 from infoopt.canonical import canonical_json
-from infoopt.hessian import gauss_newton, hvp
+from infoopt.hessian import affine_norm, gauss_newton, hvp
 from infoopt.hessian.hvp import (
     GIB,
     Footprint,
@@ -207,7 +207,7 @@ def _find_graphless_blocks(spec: str) -> list[int]:
 def _operator_version() -> str:
     """What the blocks found depend on besides the spec: the models and the operator's source."""
     digest = hashlib.sha256(_models_version().encode())
-    for module in (hvp, gauss_newton):
+    for module in (hvp, gauss_newton, affine_norm):
         digest.update(Path(module.__file__).read_bytes())
     return digest.hexdigest()[:16]
 
