@@ -267,19 +267,19 @@ def _direct_rows(
     module's output of per-image ``shape`` and its class gradients ``deltas`` (images, numel,
     classes): no tangent is formed, only the channel's positions are summed. None where
     :func:`_channel_features` does not know the module."""
+    found = _channel_features(module, name, x, index)
+    if found is None:
+        return None
+    dim, channels, features = found
+    grads = deltas.view(len(x), *shape, -1).movedim(dim if dim > 0 else len(shape), 1)
     rows = []
-    for chunk in index.split(TANGENTS):
-        found = _channel_features(module, name, x, chunk)
-        if found is None:
-            return None
-        dim, channels, features = found
-        grads = deltas.view(len(x), *shape, -1).movedim(dim if dim > 0 else len(shape), 1)
+    for chunk in torch.arange(len(index), device=index.device).split(TANGENTS):
         # (images, chunk, positions, classes)
-        picked = grads[:, channels].reshape(len(x), len(chunk), -1, deltas.shape[-1])
+        picked = grads[:, channels[chunk]].reshape(len(x), len(chunk), -1, deltas.shape[-1])
         if features is None:
             rows.append(picked.sum(2))
         else:
-            rows.append(torch.einsum("nkp,nkpc->nkc", features, picked))
+            rows.append(torch.einsum("nkp,nkpc->nkc", features[:, chunk], picked))
     return torch.cat(rows, dim=1)
 
 
