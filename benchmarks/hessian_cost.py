@@ -322,9 +322,7 @@ def family_costs(arch: str, device: torch.device, images: int, sampled_blocks: i
         ]
         times = []
         for block in sampled:
-            unit = torch.zeros(1, space.numels[block], device=device)
-            unit[0, 0] = 1.0
-            product = functools.partial(kept.block_matmul, block, unit)
+            product = functools.partial(kept.block_matmul, block, units(space, block, 1, device))
             times.append(best_time(product, device, repeats, clock=clock))
         columns += float(np.dot(ks[others], np.interp(others, sampled, times)))
     t_block = columns / ks.sum()
