@@ -123,6 +123,25 @@ def smoke(tmp_path_factory) -> Path:
     return workdir
 
 
+@pytest.fixture(scope="session")
+def smoke_report(smoke, tmp_path_factory) -> str:
+    """The HTML of `snakemake --report` of the finished smoke workflow."""
+    report = tmp_path_factory.mktemp("report") / "report.html"
+    result = snakemake(smoke, *SMOKE, "--report", str(report))
+    assert "ERROR" not in result.stderr, "the captions are valid reStructuredText"
+    return report.read_text()
+
+
+def report_variable(html: str, name: str) -> dict:
+    """A JSON object the report's HTML assigns to ``var <name>`` in ``<script id="<name>">``."""
+    import json
+    import re
+
+    found = re.search(rf'<script id="{name}">\s*var {name} = (\{{.*?\}});\s*</script>', html, re.S)
+    assert found, f"no {name} in the report"
+    return json.loads(found.group(1))
+
+
 @pytest.fixture
 def smoke_copy(smoke, tmp_path) -> Path:
     """A copy of the finished smoke workflow (files, times and Snakemake's records)."""

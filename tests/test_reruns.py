@@ -1,15 +1,16 @@
-"""Single-target reruns, the report and the notebooks' reproducibility, on one reduced smoke run.
+"""Single-target reruns, the report and the notebooks' reproducibility, on the session's smoke run.
 
-The run is the smoke workflow's paper experiment with one seed, two epochs, two checkpoints and
-a cheap Hessian (the full smoke run is test_workflow.py's): its DAG has every rule of the paper's.
-It also has a study, an experiment of some of the paper experiment's runs: it trains nothing and
-measures no Hessian of its own, but gets every table and figure the paper experiment gets.
+Its DAG has every rule of the paper's, the Lion ablation's and the grid study's. It also has a
+study (`paper_resnet18`), an experiment of some of the paper experiment's runs: it trains nothing
+and measures no Hessian of its own, but gets every table and figure the paper experiment gets.
+The tests that edit the workflow do so on a copy of it.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 
@@ -17,26 +18,13 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import SMOKE, copy_workflow, snakemake, snakemake_env
+from conftest import SMOKE, report_variable, snakemake, snakemake_env
 
 pytestmark = pytest.mark.workflow
 
 EXPERIMENT = "workflow/profiles/smoke/experiment.yaml"
-STUDY = "extra"
-REDUCED = {
-    "experiments": {
-        "paper": {"seeds": [0]},
-        STUDY: {
-            "dataset": "digits",
-            "archs": ["resnet18"],
-            "optimizers": ["sgd", "adam"],
-            "seeds": [0],
-        },
-    },
-    "archs": {"resnet18": {"epochs": 2}, "vit": {"epochs": 2}},
-    "training": {"checkpoints": [0.0, 1.0]},
-    "hessian": {"eval_size": 64, "max_k": 4, "probes": 4, "lanczos_max_iter": 5},
-}
+STUDY = "paper_resnet18"
+GRID = "grid"
 HESSIAN_METRICS = [
     "positive_block_ratio",
     "abs_trace_sum",
@@ -50,9 +38,14 @@ FIGURES = [f"fig_{m}" for m in ["test_accuracy", *HESSIAN_METRICS]]
 FIGURES += ["fig_block_gaps", "fig_accuracy_vs_metrics", "fig_correlation"]
 
 
+def of(experiment: str, *targets: str) -> list[str]:
+    """An experiment's (a study's) same targets as the paper experiment's."""
+    return [f"{experiment}_{target}" for target in targets]
+
+
 def studied(*targets: str) -> list[str]:
     """The targets, and the study's same targets."""
-    return [*targets, *(f"{STUDY}_{target}" for target in targets)]
+    return [*targets, *of(STUDY, *targets)]
 
 
 def in_study(path: str) -> str:
@@ -61,19 +54,9 @@ def in_study(path: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    from snakemake.utils import update_config
-
-    workdir = copy_workflow(tmp_path_factory.mktemp("reruns"))
-    for name in ("config.yaml", EXPERIMENT):
-        config = yaml.safe_load((workdir / name).read_text())
-        # The paper's experiment and the study: the other experiments' notebooks are not under test.
-        config["experiments"] = {"paper": config["experiments"]["paper"]}
-        if name == EXPERIMENT:
-            update_config(config, REDUCED)
-        (workdir / name).write_text(yaml.safe_dump(config))
-    snakemake(workdir, *SMOKE)
-    return workdir
+def workdir(smoke, tmp_path_factory):
+    """A copy of the finished smoke workflow, which these tests edit."""
+    return shutil.copytree(smoke, tmp_path_factory.mktemp("reruns") / "smoke", symlinks=True)
 
 
 def planned_jobs(workdir, *args: str) -> dict[str, int]:
@@ -116,13 +99,14 @@ def test_named_targets_run_alone(workdir):
 
 def test_a_changed_table_notebook_reruns_its_tables_alone(workdir, edited):
     edited("notebooks/paper_table.ipynb")
-    expected = dict.fromkeys([*studied(*TABLES), "paper_comparison", "all"], 1)
-    assert planned_jobs(workdir) == expected
+    expected = [*studied(*TABLES), *of(GRID, *TABLES), "paper_comparison", "all"]
+    assert planned_jobs(workdir) == dict.fromkeys(expected, 1)
 
 
 def test_a_changed_figure_notebook_reruns_its_figures_alone(workdir, edited):
     edited("notebooks/fig_progress.ipynb")
     progress_figures = [f"fig_{m}" for m in ["test_accuracy", *HESSIAN_METRICS]]
+    # A grid study has no figures drawn per optimizer.
     assert planned_jobs(workdir) == dict.fromkeys([*studied(*progress_figures), "all"], 1)
 
 
@@ -137,8 +121,13 @@ def test_a_changed_hessian_option_reruns_hessian_and_what_reads_it(workdir):
     finally:
         path.write_text(original)
     readers = [*studied(*TABLES[1:], *FIGURES[1:], "correlation"), "paper_comparison", "all"]
-    # The study's runs are the paper experiment's: their Hessian is measured once.
-    assert jobs == {"hessian": 4 * 2, "collect_hessian": 2} | dict.fromkeys(readers, 1)
+    readers += [*of(GRID, *TABLES[1:], "correlation", "fig_correlation", "generalization")]
+    readers.append("lion_hessian")
+    # Every checkpoint of the paper experiment's 8 runs, the last of the ablation's 10 and of the
+    # grid's 5; the study's runs are the paper experiment's: their Hessian is measured once, but
+    # each of the 4 experiments collects its own summary.
+    hessians = 8 * 6 + 10 + 5
+    assert jobs == {"hessian": hessians, "collect_hessian": 4} | dict.fromkeys(readers, 1)
 
 
 def test_a_study_gets_every_table_and_figure_from_the_runs_it_shares(workdir):
@@ -156,17 +145,8 @@ def test_a_study_gets_every_table_and_figure_from_the_runs_it_shares(workdir):
     pd.testing.assert_frame_equal(ours, paper[paper["arch"] == "resnet18"].reset_index(drop=True))
 
 
-def report_variable(html: str, name: str) -> dict:
-    """A JSON object the report's HTML assigns to ``var <name>`` in ``<script id="<name>">``."""
-    found = re.search(rf'<script id="{name}">\s*var {name} = (\{{.*?\}});\s*</script>', html, re.S)
-    assert found, f"no {name} in the report"
-    return json.loads(found.group(1))
-
-
-def test_report_holds_every_table_and_figure_with_captions(workdir):
-    snakemake(workdir, *SMOKE, "--report", "results/report.html")
-    html = (workdir / "results/report.html").read_text()
-    categories = report_variable(html, "categories")
+def test_report_holds_every_table_and_figure_with_captions(smoke_report):
+    categories = report_variable(smoke_report, "categories")
     tables = [
         f"results/tables/{name}.csv" for name in [*TABLES, "paper_comparison", "paper_claims"]
     ]
@@ -185,23 +165,23 @@ def test_report_holds_every_table_and_figure_with_captions(workdir):
         "correlation": list(map(in_study, correlation)),
         "provenance": list(map(in_study, provenance)),
     }
-    assert {
-        cat: {sub: sorted(files) for sub, files in subs.items()} for cat, subs in categories.items()
-    } == {
+    ours = {
         "Paper tables": {"Other": sorted(tables)},
         "Extension": {"training progress": sorted(progress), "correlation": sorted(correlation)},
         "Provenance": {"Other": provenance},
         f"Study {STUDY}": {sub: sorted(files) for sub, files in study.items()},
     }
+    # The ablation's and the grid study's categories are test_ablation.py's and test_workflow.py's.
+    assert set(categories) == {*ours, "Ablation", f"Study {GRID}"}
+    assert {
+        cat: {sub: sorted(files) for sub, files in categories[cat].items()} for cat in ours
+    } == ours
     captions = {
-        path: record["caption"] for path, record in report_variable(html, "results").items()
+        path: record["caption"] for path, record in report_variable(smoke_report, "results").items()
     }
+    # Every file of every category has its caption, and only those.
     assert set(captions) == {
-        *tables,
-        *progress,
-        *correlation,
-        *provenance,
-        *(path for files in study.values() for path in files),
+        path for subs in categories.values() for files in subs.values() for path in files
     }
     expected = {
         "results/tables/table4.csv": "Table 4 of the paper, from this run: entropy gap",
@@ -224,7 +204,7 @@ def test_report_holds_every_table_and_figure_with_captions(workdir):
         path = f"results/figures/{name}.png"
         assert "Stars: the paper" in captions[path], "the paper's values on its experiment's"
         assert "Stars" not in captions[in_study(path)], "and on no study's"
-    assert "Replication of Tan &amp; Huang (2025)" in html, "the workflow's description"
+    assert "Replication of Tan &amp; Huang (2025)" in smoke_report, "the workflow's description"
 
 
 def test_notebooks_rerun_standalone_to_the_same_bytes(workdir, tmp_path):
