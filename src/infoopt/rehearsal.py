@@ -30,7 +30,7 @@ from infoopt.data import DATASETS
 PROFILE = "workflow/profiles/rehearsal"
 ARCHIVE_DIR = Path("resources/rehearsal")
 # Five training batches and a test batch, as in the real archive.
-TRAIN_PER_BATCH = 48
+TRAIN_PER_BATCH = 24
 TEST_SIZE = 96
 SEED = 0
 
