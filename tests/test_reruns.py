@@ -171,7 +171,8 @@ def test_report_holds_every_table_and_figure_with_captions(smoke_report):
         "Provenance": {"Other": provenance},
         f"Study {STUDY}": {sub: sorted(files) for sub, files in study.items()},
     }
-    # The ablation's and the grid study's categories are test_ablation.py's and test_workflow.py's.
+    # The ablation's and the grid study's files only need their captions here (the grid study's
+    # generalization outputs are test_workflow.py's).
     assert set(categories) == {*ours, "Ablation", f"Study {GRID}"}
     assert {
         cat: {sub: sorted(files) for sub, files in categories[cat].items()} for cat in ours
