@@ -30,17 +30,35 @@ def _sgd(**hparams):
     return {"optimizers": {"sgd": {"algorithm": "sgd", "hparams": {"lr": 0.1, **hparams}}}}
 
 
+def _radam(**hparams):
+    return {"optimizers": {"radam_x": {"algorithm": "torch.optim.RAdam", "hparams": hparams}}}
+
+
+# Muon for the hidden matrices, AdamW for the rest.
+MUON = {
+    "hidden": {"algorithm": "torch.optim.Muon", "ndim": [2], "exclude": ["head.*", "fc.*"]},
+    "rest": {"algorithm": "adamw"},
+}
+
+
+def _muon(groups):
+    """Optimizer muon_x with these groups, in the paper experiment (so checked on its models)."""
+    return {
+        "experiments": {"paper": {"optimizers": ["sgd", "muon_x"]}},
+        "optimizers": {"muon_x": {"groups": groups}},
+    }
+
+
 def _vit(**options):
     return {"archs": {"vit": {"model": "vit", "options": options}}}
 
 
 BAD = {
-    "negative-lr": (_adam(lr=-1.0e-3), "optimizers.adam.hparams.lr: adam: lr must be a number > 0"),
-    "zero-lr": (_adam(lr=0.0), "optimizers.adam.hparams.lr: adam: lr must be a number > 0"),
+    "negative-lr": (_adam(lr=-1.0e-3), "optimizers.adam.hparams.lr: adam: lr must be a number >= 0"),
     "string-lr": (_adam(lr="1e-3"), "optimizers.adam.hparams.lr: adam: lr must be a finite"),
     "negative-momentum": (_sgd(momentum=-0.9), "optimizers.sgd.hparams.momentum: sgd: momentum"),
     "beta-one": (_adam(betas=[1.0, 0.9]), "optimizers.adam.hparams.betas: adam: betas[0]"),
-    "zero-eps": (_adam(eps=0.0), "optimizers.adam.hparams.eps: adam: eps must be a number > 0"),
+    "negative-eps": (_adam(eps=-1.0), "optimizers.adam.hparams.eps: adam: eps must be a number >= 0"),
     "negative-wd": (_sgd(weight_decay=-1.0), "optimizers.sgd.hparams.weight_decay: sgd"),
     "zero-kappa": (
         {"optimizers": {"lion_tanh_k1": {"algorithm": "lion_tanh", "hparams": {"kappa": 0.0}}}},
@@ -57,11 +75,60 @@ BAD = {
     ),
     "arch-override": (
         {"optimizers": {"sgd": {"algorithm": "sgd", "arch_hparams": {"vit": {"lr": -0.3}}}}},
-        "optimizers.sgd.arch_hparams.vit.lr: sgd: lr must be a number > 0",
+        "optimizers.sgd.arch_hparams.vit.lr: sgd: lr must be a number >= 0",
     ),
     "nesterov-without-momentum": (
         _sgd(nesterov=True, momentum=0.0),
         "optimizers.sgd.hparams: sgd: Nesterov momentum requires a momentum",
+    ),
+    "torch-optimizer-value": (
+        _radam(betas=[1.5, 0.9]),
+        "optimizers.radam_x.hparams.betas: torch.optim.RAdam: Invalid beta parameter at index 0",
+    ),
+    "torch-optimizer-unknown-hparam": (
+        _radam(momentum=0.9),
+        "optimizers.radam_x.hparams.momentum: unknown hyper-parameter(s) 'momentum' for "
+        "optimizer 'torch.optim.RAdam'; valid: lr, betas, eps, weight_decay",
+    ),
+    "torch-optimizer-type": (
+        {"optimizers": {"muon_x": {"algorithm": "torch.optim.Muon", "hparams": {"ns_steps": 2.5}}}},
+        "optimizers.muon_x.hparams.ns_steps: torch.optim.Muon: ns_steps must be an integer",
+    ),
+    "no-such-class": (
+        {"optimizers": {"radam_x": {"algorithm": "torch.optim.NoSuchThing"}}},
+        "optimizers.radam_x.algorithm: cannot import 'torch.optim.NoSuchThing': 'torch.optim' "
+        "has no attribute 'NoSuchThing'",
+    ),
+    "no-such-package": (
+        {"optimizers": {"radam_x": {"algorithm": "nosuchpackage.Opt"}}},
+        "optimizers.radam_x.algorithm: cannot import 'nosuchpackage.Opt': no module named "
+        "'nosuchpackage'",
+    ),
+    "not-an-optimizer": (
+        {"optimizers": {"radam_x": {"algorithm": "torch.nn.Linear"}}},
+        "optimizers.radam_x.algorithm: 'torch.nn.Linear' is not a torch.optim.Optimizer subclass",
+    ),
+    "unmatched-parameter": (
+        _muon({"hidden": {"algorithm": "torch.optim.Muon", "ndim": [2]}}),
+        "optimizers.muon_x.groups: parameter 'stem.0.weight' (4-D) matches no group",
+    ),
+    "parameter-in-two-groups": (
+        _muon({**MUON, "norms": {"algorithm": "sgd", "hparams": {"lr": 0.1}, "ndim": [1, 2]}}),
+        "optimizers.muon_x.groups.norms: parameter 'patch_embedding.weight' matches groups "
+        "'hidden' and 'norms' (in vit on digits)",
+    ),
+    "muon-on-vectors": (
+        _muon({**MUON, "hidden": {**MUON["hidden"], "ndim": [1, 2]}}),
+        "optimizers.muon_x.groups.hidden: torch.optim.Muon cannot train its parameters in "
+        "resnet18: Muon only supports 2D parameters",
+    ),
+    "group-hparam": (
+        _muon({**MUON, "rest": {**MUON["rest"], "arch_hparams": {"vit": {"lr": -1.0}}}}),
+        "optimizers.muon_x.groups.rest.arch_hparams.vit.lr: adamw: lr must be a number >= 0",
+    ),
+    "groups-and-algorithm": (
+        {"optimizers": {"muon_x": {"algorithm": "adamw", "groups": MUON}}},
+        "optimizers.muon_x.algorithm: an optimizer with groups gives each group its algorithm",
     ),
     "option-type": (_vit(dim="wide"), "archs.vit.options.dim: model 'vit': option dim must be int"),
     "option-combination": (

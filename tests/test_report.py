@@ -373,6 +373,7 @@ def test_provenance_groups_runs_by_commit_torch_and_device():
         "epochs": 2,
         "total_steps": 10,
         "hparams": "{}",
+        "optimizer_package": "infoopt",
         "torch": "2.14.1",
         "device": "cpu",
     }

@@ -32,6 +32,22 @@ def read_run_record(run_dir: str | Path) -> dict:
         raise ValueError(f"{path}: cannot read the run's record: {error}") from error
 
 
+def optimizer_package(spec: dict) -> str:
+    """The distribution and version of each algorithm the run named by import path (``torch
+    2.14.1``); ``infoopt`` for ours; a module no distribution provides is named by its path."""
+
+    def one(fields: dict) -> str:
+        package = fields.get("package")
+        if package is None:
+            return "infoopt"
+        if package["distribution"] is None:
+            return f"{fields['algorithm']} (no distribution)"
+        return f"{package['distribution']} {package['version']}"
+
+    parts = [one(group) for group in spec.get("groups", {}).values()] or [one(spec)]
+    return ", ".join(dict.fromkeys(parts))
+
+
 def collect_runs(run_dirs: Iterable[str | Path]) -> dict[str, pd.DataFrame]:
     """Tables ``runs`` (one row per run), ``training`` (long: a row per checkpoint and metric)
     and ``history`` (a row per run and epoch)."""
@@ -45,7 +61,10 @@ def collect_runs(run_dirs: Iterable[str | Path]) -> dict[str, pd.DataFrame]:
             | {
                 "status": record["status"],
                 "algorithm": record["spec"]["algorithm"],
-                "hparams": json.dumps(record["spec"]["hparams"], sort_keys=True),
+                "hparams": json.dumps(
+                    record["spec"].get("groups") or record["spec"]["hparams"], sort_keys=True
+                ),
+                "optimizer_package": optimizer_package(record["spec"]),
                 "epochs": record["spec"]["training"]["epochs"],
                 "total_steps": record["total_steps"],
                 "wall_seconds": record["wall_seconds"],

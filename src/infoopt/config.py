@@ -66,7 +66,6 @@ def _check_references(config: dict) -> None:
     # Imported here: the registries pull in torch, which the schema check itself does not need.
     from infoopt.data import DATASETS
     from infoopt.models import MODELS
-    from infoopt.optim import OPTIMIZERS
 
     def require(name: str, known, where: str) -> None:
         if name not in known:
@@ -85,9 +84,10 @@ def _check_references(config: dict) -> None:
     for name, arch in config["archs"].items():
         require(arch["model"], MODELS, f"archs.{name}.model")
     for name, opt in config["optimizers"].items():
-        require(opt["algorithm"], OPTIMIZERS, f"optimizers.{name}.algorithm")
-        for arch in opt["arch_hparams"]:
-            require(arch, config["archs"], f"optimizers.{name}.arch_hparams")
+        for where, entry in _algorithm_entries(name, opt):
+            _optimizer_factory(entry["algorithm"], f"{where}.algorithm")
+            for arch in entry["arch_hparams"]:
+                require(arch, config["archs"], f"{where}.arch_hparams")
 
 
 def _check_checkpoints(checkpoints: list[float]) -> None:
@@ -126,25 +126,126 @@ def _resolve_model_options(config: dict) -> None:
         arch["options"] = resolved
 
 
+def _algorithm_entries(name: str, opt: dict) -> list[tuple[str, dict]]:
+    """(config key, entry) of each algorithm of optimizer ``name``: the entry itself, or each of
+    its parameter groups (infoopt.optim.groups)."""
+    where = f"optimizers.{name}"
+    if "groups" not in opt:
+        if "algorithm" not in opt:
+            raise ConfigError(f"config key {where}: needs an algorithm, or groups")
+        return [(where, opt)]
+    mixed = [key for key in ("algorithm", "hparams", "arch_hparams") if opt.get(key)]
+    if mixed:
+        raise ConfigError(
+            f"config key {where}.{mixed[0]}: an optimizer with groups gives each group its "
+            "algorithm and hyper-parameters"
+        )
+    return [(f"{where}.groups.{group}", rule) for group, rule in opt["groups"].items()]
+
+
+def _optimizer_factory(algorithm: str, where: str):
+    """The factory of ``algorithm``; a ConfigError naming ``where`` if there is none."""
+    from infoopt.optim import optimizer_factory
+
+    try:
+        return optimizer_factory(algorithm)
+    except ValueError as error:  # an ImportPathError too
+        raise ConfigError(f"config key {where}: {error}") from None
+
+
 def _resolve_hparams(config: dict) -> None:
-    """Check each optimizer's hyper-parameters on every architecture; fill their defaults."""
-    from infoopt.optim import OPTIMIZERS, HyperParameterError
+    """Check each optimizer's hyper-parameters on every architecture; fill their defaults;
+    check that its parameter groups cover each model it trains."""
+    from infoopt.optim import HyperParameterError
 
     for name, opt in config["optimizers"].items():
-        factory = OPTIMIZERS[opt["algorithm"]]
-        for arch in config["archs"]:
-            override = opt["arch_hparams"].get(arch, {})
-            hparams = {**opt["hparams"], **override}
+        for where, entry in _algorithm_entries(name, opt):
+            factory = _optimizer_factory(entry["algorithm"], f"{where}.algorithm")
+            for arch in config["archs"]:
+                override = entry["arch_hparams"].get(arch, {})
+                hparams = {**entry["hparams"], **override}
+                try:
+                    factory.resolve(hparams)
+                except HyperParameterError as error:
+                    section = f"arch_hparams.{arch}" if error.name in override else "hparams"
+                    key = f"{where}.{section}"
+                    if error.name in hparams:
+                        key += f".{error.name}"
+                    on = f" (with arch_hparams.{arch})" if override and section == "hparams" else ""
+                    raise ConfigError(f"config key {key}: {error}{on}") from None
+            entry["hparams"] = {**factory.defaults, **entry["hparams"]}
+        if "groups" in opt:
+            _check_groups(config, name)
+
+
+def _check_groups(config: dict, name: str) -> None:
+    """Every parameter of each model that optimizer ``name`` trains is in exactly one of its
+    groups, and each group's algorithm takes its parameters; the models are built on the meta
+    device (no memory, no time)."""
+    import torch
+
+    from infoopt.models import build_model
+    from infoopt.optim import GroupError, assign_groups, optimizer_factory
+
+    groups = config["optimizers"][name]["groups"]
+    where = f"optimizers.{name}.groups"
+    models = sorted(
+        {
+            (exp["dataset"], arch)
+            for exp in config["experiments"].values()
+            if name in exp["optimizers"]
+            for arch in exp["archs"]
+        }
+    )
+    for dataset, arch in models:
+        with torch.device("meta"):
+            model = build_model(**model_spec(config, dataset, arch))
+        named = list(model.named_parameters())
+        try:
+            group_of = assign_groups(groups, named)
+        except GroupError as error:
+            key = f"{where}.{error.group}" if error.group else where
+            raise ConfigError(f"config key {key}: {error} (in {arch} on {dataset})") from None
+        for group, rule in groups.items():
+            params = [p for n, p in named if group_of[n] == group]
+            hparams = {**rule["hparams"], **rule["arch_hparams"].get(arch, {})}
             try:
-                factory.resolve(hparams)
-            except HyperParameterError as error:
-                section = f"arch_hparams.{arch}" if error.name in override else "hparams"
-                key = f"optimizers.{name}.{section}"
-                if error.name in hparams:
-                    key += f".{error.name}"
-                on = f" (with arch_hparams.{arch})" if override and section == "hparams" else ""
-                raise ConfigError(f"config key {key}: {error}{on}") from None
-        opt["hparams"] = {**factory.defaults, **opt["hparams"]}
+                if params:
+                    optimizer_factory(rule["algorithm"]).cls(params, **hparams)
+            except (ValueError, TypeError) as error:
+                raise ConfigError(
+                    f"config key {where}.{group}: {rule['algorithm']} cannot train its "
+                    f"parameters in {arch}: {' '.join(str(error).split())}"
+                ) from None
+
+
+def optimizer_spec(config: dict, optimizer: str, arch: str) -> dict[str, Any]:
+    """The part of a run's spec that says how it is optimized: the algorithm (for an entry with
+    groups, a label joining theirs) and its resolved hyper-parameters, each group's rule, and
+    the package (and version) of each algorithm named by import path, so that upgrading that
+    package retrains the run."""
+    from infoopt.imports import distribution_of, is_import_path
+
+    def algorithm(entry: dict) -> dict[str, Any]:
+        name = entry["algorithm"]
+        fields = {
+            "algorithm": name,
+            "hparams": {**entry["hparams"], **entry["arch_hparams"].get(arch, {})},
+        }
+        if is_import_path(name):
+            fields["package"] = distribution_of(name)
+        return fields
+
+    opt = config["optimizers"][optimizer]
+    if "groups" not in opt:
+        return algorithm(opt)
+    groups = {
+        group: {key: rule[key] for key in ("names", "exclude", "ndim") if key in rule}
+        | algorithm(rule)
+        for group, rule in opt["groups"].items()
+    }
+    label = "+".join(dict.fromkeys(rule["algorithm"] for rule in groups.values()))
+    return {"algorithm": label, "hparams": {}, "groups": groups}
 
 
 # A training run's directory, as a pattern of its wildcards: the rules' outputs, and, filled in
@@ -210,7 +311,6 @@ def run_spec(config: dict, run: Run) -> dict[str, Any]:
     """Everything ``infoopt train`` needs to know about one run, as plain JSON values."""
     arch = config["archs"][run.arch]
     opt = config["optimizers"][run.optimizer]
-    hparams = {**opt["hparams"], **opt["arch_hparams"].get(run.arch, {})}
     training = (
         {key: arch[key] for key in ("epochs", "batch_size", "warmup_epochs", "augment")}
         # A grid point's training settings (infoopt.grid) replace the architecture's.
@@ -219,8 +319,7 @@ def run_spec(config: dict, run: Run) -> dict[str, Any]:
     )
     return init_spec(config, run.dataset, run.arch, run.seed) | {
         "optimizer": run.optimizer,
-        "algorithm": opt["algorithm"],
-        "hparams": hparams,
+        **optimizer_spec(config, run.optimizer, run.arch),
         "training": training,
     }
 

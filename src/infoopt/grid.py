@@ -95,9 +95,11 @@ def expand_grids(config: dict) -> None:
 def _check_axes(where: str, optimizer: dict, axes: Mapping[str, Sequence[float]]) -> None:
     """A ConfigError unless every axis is a training axis or a hyper-parameter of the
     optimizer's algorithm, and the values of each have distinct names."""
-    from infoopt.optim import OPTIMIZERS
+    from infoopt.optim import optimizer_factory
 
-    valid = (*TRAINING_AXES, *OPTIMIZERS[optimizer["algorithm"]].hparams)
+    if "groups" in optimizer:
+        raise ConfigError(f"{where}: a grid over an optimizer with parameter groups is not supported")
+    valid = (*TRAINING_AXES, *optimizer_factory(optimizer["algorithm"]).hparams)
     for axis, values in axes.items():
         if axis not in valid:
             raise ConfigError(f"{where}.{axis}: unknown axis; valid: {', '.join(valid)}")
@@ -114,7 +116,7 @@ def _point_entry(
 ) -> dict:
     """The optimizer entry of one point, its hyper-parameters checked on every architecture
     of the experiment."""
-    from infoopt.optim import OPTIMIZERS, HyperParameterError
+    from infoopt.optim import HyperParameterError, optimizer_factory
 
     base = config["optimizers"][optimizer]
     values = {axis: value for axis, value in point.items() if axis not in TRAINING_AXES}
@@ -131,7 +133,7 @@ def _point_entry(
         entry["training"] = training
     for arch in archs:
         try:
-            OPTIMIZERS[base["algorithm"]].resolve(
+            optimizer_factory(base["algorithm"]).resolve(
                 entry["hparams"] | entry["arch_hparams"].get(arch, {})
             )
         except HyperParameterError as error:

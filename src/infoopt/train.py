@@ -33,7 +33,7 @@ from infoopt.checkpoint import load_checkpoint, progress_label, save_checkpoint
 from infoopt.data import TrainLoader, eval_batches, holdout_split, load_prepared
 from infoopt.data.arrays import array_digest
 from infoopt.models import build_model
-from infoopt.optim import build_optimizer
+from infoopt.optim import build_run_optimizer, deployed, parameter_groups
 from infoopt.provenance import provenance
 from infoopt.seeding import derive_seed
 from infoopt.store import result_key
@@ -196,9 +196,7 @@ class Trainer:
         self.model.load_state_dict(init["state_dict"])
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.optimizer = build_optimizer(
-            spec["algorithm"], self.model.parameters(), **spec["hparams"]
-        )
+        self.optimizer = build_run_optimizer(spec, self.model)
 
         self.data = load_prepared(data_path, device)
         holdout = training.get("holdout")
@@ -291,11 +289,13 @@ class Trainer:
         metrics: dict[str, float] = {}
         weights = None
         if status == "ok":
-            for split in ("test", "train"):
-                metrics[f"{split}_loss"], metrics[f"{split}_accuracy"] = self.evaluate(split)
-            weights = {
-                k: v.detach().to("cpu").contiguous() for k, v in self.model.state_dict().items()
-            }
+            with deployed(self.optimizer):
+                for split in ("test", "train"):
+                    metrics[f"{split}_loss"], metrics[f"{split}_accuracy"] = self.evaluate(split)
+                weights = {
+                    k: v.detach().to("cpu").contiguous()
+                    for k, v in self.model.state_dict().items()
+                }
         step = self.saves[progress]
         where = {"progress": progress, "step": step, "epoch": step / self.steps_per_epoch}
         save_checkpoint(
@@ -310,7 +310,10 @@ class Trainer:
         """Record the finished epoch in the history, reset the accumulators; return the status."""
         state = self.state
         status = self.status()
-        test_loss, test_accuracy = self.evaluate("test") if status == "ok" else (math.nan, math.nan)
+        test_loss, test_accuracy = math.nan, math.nan
+        if status == "ok":
+            with deployed(self.optimizer):
+                test_loss, test_accuracy = self.evaluate("test")
         state.history.append(
             {
                 "epoch": state.step // self.steps_per_epoch,
@@ -389,6 +392,7 @@ class Trainer:
                 "steps_done": self.state.step,
                 "wall_seconds": time.perf_counter() - self.started,
                 "checkpoints": self.state.checkpoints,
+                "parameter_groups": parameter_groups(self.optimizer),
                 "provenance": provenance(self.device),
             },
             self.paths.run_json,

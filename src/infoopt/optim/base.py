@@ -19,6 +19,7 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -31,25 +32,55 @@ def _is_real(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def check_unit_interval(name: str, value: object) -> float:
-    """``value`` as a float in [0, 1), else a ValueError naming ``name``."""
-    if not (_is_real(value) and 0.0 <= value < 1.0):
-        raise ValueError(f"{name} must be a number in [0, 1), got {value!r}")
-    return float(value)
+@dataclass(frozen=True)
+class Interval:
+    """The finite numbers from ``low`` to ``high`` (each end included unless open)."""
+
+    low: float
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: object) -> bool:
+        if not (_is_real(value) and math.isfinite(value)):
+            return False
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        return above and below
+
+    def __str__(self) -> str:
+        if self.high == math.inf:
+            return f"{'>' if self.low_open else '>='} {self.low:g}"
+        left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
+        return f"in {left}{self.low:g}, {self.high:g}{right}"
+
+    def check(self, name: str, value: object) -> float:
+        """``value`` as a float, else a ValueError naming ``name``."""
+        if value not in self:
+            raise ValueError(f"{name} must be a finite number {self}, got {value!r}")
+        return float(value)
 
 
-def check_nonnegative(name: str, value: object) -> float:
-    """``value`` as a finite float >= 0, else a ValueError naming ``name``."""
-    if not (_is_real(value) and 0.0 <= value < math.inf):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return float(value)
+NONNEGATIVE = Interval(0.0)
+UNIT = Interval(0.0, 1.0, high_open=True)
+
+# The allowed values of the hyper-parameters that every optimizer names alike, written once: our
+# classes check them, and the registry (infoopt.optim.registry) checks them before anything is
+# built, naming the key. They agree with torch's own checks: lr = 0 and eps = 0 are allowed, as
+# torch allows them (a frozen baseline; LionBayes floors its denominator without eps).
+RANGES: dict[str, Interval] = {
+    "lr": NONNEGATIVE,
+    "momentum": NONNEGATIVE,
+    "weight_decay": NONNEGATIVE,
+    "eps": NONNEGATIVE,
+    "kappa": Interval(0.0, low_open=True),
+    "beta3": UNIT,
+}
 
 
-def check_positive(name: str, value: object) -> float:
-    """``value`` as a finite float > 0, else a ValueError naming ``name``."""
-    if check_nonnegative(name, value) == 0.0:
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
+def check_range(name: str, value: object) -> float:
+    """``value`` as a float in the range ``RANGES[name]``, else a ValueError naming ``name``."""
+    return RANGES[name].check(name, value)
 
 
 def check_betas(value: object) -> tuple[float, float]:
@@ -59,7 +90,7 @@ def check_betas(value: object) -> tuple[float, float]:
     betas = tuple(value)
     if len(betas) != 2:
         raise ValueError(f"betas must be a pair of numbers in [0, 1), got {value!r}")
-    return check_unit_interval("betas[0]", betas[0]), check_unit_interval("betas[1]", betas[1])
+    return UNIT.check("betas[0]", betas[0]), UNIT.check("betas[1]", betas[1])
 
 
 class LionFamily(torch.optim.Optimizer, metaclass=abc.ABCMeta):
@@ -98,8 +129,8 @@ class LionFamily(torch.optim.Optimizer, metaclass=abc.ABCMeta):
         # Validated per group, so a group overriding lr or betas gets the same checks.
         if group["foreach"] is not None and not isinstance(group["foreach"], bool):
             raise ValueError(f"foreach must be True, False or None, got {group['foreach']!r}")
-        check_nonnegative("lr", group["lr"])
-        check_nonnegative("weight_decay", group["weight_decay"])
+        check_range("lr", group["lr"])
+        check_range("weight_decay", group["weight_decay"])
         group["betas"] = check_betas(group["betas"])
         self._check_group(group)
 

@@ -14,7 +14,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from infoopt.optim.base import LionFamily, StateLists, check_positive
+from infoopt.optim.base import LionFamily, StateLists, check_range
 
 
 def dense_multipliers(scales: list[Tensor], like: list[Tensor]) -> list[Tensor]:
@@ -96,7 +96,7 @@ class LionTanh(LionFamily):
         super().__init__(params, defaults, foreach)
 
     def _check_group(self, group: dict[str, Any]) -> None:
-        group["kappa"] = check_positive("kappa", group["kappa"])
+        group["kappa"] = check_range("kappa", group["kappa"])
 
     def _direction(
         self,

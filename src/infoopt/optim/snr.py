@@ -18,9 +18,7 @@ from torch import Tensor
 from infoopt.optim.base import (
     LionFamily,
     StateLists,
-    check_nonnegative,
-    check_positive,
-    check_unit_interval,
+    check_range,
 )
 
 
@@ -108,8 +106,8 @@ class LionBayes(LionFamily):
         super().__init__(params, defaults, foreach)
 
     def _check_group(self, group: dict[str, Any]) -> None:
-        group["beta3"] = check_unit_interval("beta3", group["beta3"])
-        group["eps"] = check_nonnegative("eps", group["eps"])
+        group["beta3"] = check_range("beta3", group["beta3"])
+        group["eps"] = check_range("eps", group["eps"])
 
     def _c_scale(self, group: dict[str, Any], step: int) -> float:
         beta1, beta2 = group["betas"]
@@ -194,9 +192,9 @@ class LionSoft(LionFamily):
         super().__init__(params, defaults, foreach)
 
     def _check_group(self, group: dict[str, Any]) -> None:
-        group["kappa"] = check_positive("kappa", group["kappa"])
-        group["beta3"] = check_unit_interval("beta3", group["beta3"])
-        group["eps"] = check_nonnegative("eps", group["eps"])
+        group["kappa"] = check_range("kappa", group["kappa"])
+        group["beta3"] = check_range("beta3", group["beta3"])
+        group["eps"] = check_range("eps", group["eps"])
 
     def _c_scale(self, group: dict[str, Any], step: int) -> float:
         beta1, beta2 = group["betas"]

@@ -7,7 +7,14 @@ import pandas as pd
 from infoopt.collect import RUN_KEYS
 
 PROVENANCE = ["git_commit", "torch", "device"]
-RUN_COLUMNS = RUN_KEYS + ["status", "epochs", "total_steps", "wall_seconds", "hparams"]
+RUN_COLUMNS = RUN_KEYS + [
+    "status",
+    "epochs",
+    "total_steps",
+    "wall_seconds",
+    "hparams",
+    "optimizer_package",
+]
 UNKNOWN = "unknown"
 
 
