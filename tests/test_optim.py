@@ -7,6 +7,7 @@ the variants are derived from. The foreach and per-tensor paths must agree bit f
 
 from __future__ import annotations
 
+import inspect
 import io
 import json
 import math
@@ -17,15 +18,26 @@ import torch
 from lion_pytorch import Lion as ReferenceLion
 from scipy.stats import norm
 from torch import nn
+from torch.nn import functional as F
 
 from infoopt.optim import (
     OPTIMIZERS,
+    RANGES,
+    GroupedOptimizer,
+    GroupError,
+    HyperParameterError,
     Lion,
     LionBayes,
     LionSoft,
     LionTanh,
+    assign_groups,
     build_optimizer,
+    build_run_optimizer,
+    deployed,
+    optimizer_factory,
+    parameter_groups,
 )
+from infoopt.optim.base import UNIT
 from infoopt.optim.lion import dense_multipliers
 from infoopt.seeding import derive_seed, generator
 
@@ -647,3 +659,292 @@ def test_lion_family_defaults():
         group = build_optimizer(name, x).param_groups[0]
         assert {k: group[k] for k in values} == values
         assert group["foreach"] is None
+
+
+# ------------------------------------------------------------- ranges, written once, agreed on
+
+
+def _boundary_points(interval):
+    """Values on, just inside and just outside each finite end of ``interval``."""
+    points = []
+    for end in (interval.low, interval.high):
+        if math.isfinite(end):
+            points += [end - 1e-6, end, end + 1e-6]
+    return points
+
+
+def _class_accepts(cls, **hparams):
+    try:
+        cls([nn.Parameter(torch.ones(2, 2))], **hparams)
+    except ValueError:
+        return False
+    return True
+
+
+RANGED = [
+    (name, hparam)
+    for name, factory in sorted(OPTIMIZERS.items())
+    for hparam in (*RANGES, "betas")
+    if hparam in factory.hparams
+]
+
+
+@pytest.mark.parametrize(("name", "hparam"), RANGED, ids=["-".join(x) for x in RANGED])
+def test_every_range_agrees_with_the_class_check(name, hparam):
+    """The registry accepts a value exactly when the class's own constructor does, at and
+    around each end of the range, for every hyper-parameter the registry knows a range of."""
+    factory = OPTIMIZERS[name]
+    base = {"lr": 0.1} if "lr" in factory.required else {}
+    if hparam == "betas":
+        values = [(b, 0.99) for b in _boundary_points(UNIT)]
+        values += [(0.9, b) for b in _boundary_points(UNIT)]
+    else:
+        values = _boundary_points(RANGES[hparam])
+    for value in values:
+        try:
+            factory.resolve({**base, hparam: value})
+            registry = True
+        except HyperParameterError:
+            registry = False
+        assert registry == _class_accepts(factory.cls, **{**base, hparam: value}), value
+        assert registry == (
+            value in RANGES[hparam] if hparam != "betas" else all(b in UNIT for b in value)
+        )
+
+
+def test_zero_lr_and_eps_are_allowed_for_every_optimizer():
+    for name, factory in OPTIMIZERS.items():
+        zeros = {key: 0.0 for key in ("lr", "eps") if key in factory.hparams}
+        assert {k: factory.resolve(zeros)[k] for k in zeros} == zeros, name
+
+
+# ------------------------------------------------------------------ optimizers by import path
+
+
+def test_torch_optimizers_by_import_path_record_every_default():
+    radam = optimizer_factory("torch.optim.RAdam")
+    resolved = radam.resolve({"lr": 3e-4, "weight_decay": 1e-4})
+    signature = inspect.signature(torch.optim.RAdam).parameters
+    assert set(resolved) == set(signature) - {"params"}
+    assert resolved["lr"] == 3e-4 and resolved["betas"] == (0.9, 0.999)
+    # torch writes `weight_decay: float = 0`: a float is meant, and one is recorded.
+    assert isinstance(radam.resolve({})["weight_decay"], float)
+    optimizer = build_optimizer("torch.optim.RAdam", [nn.Parameter(torch.ones(2))], lr=3e-4)
+    assert type(optimizer) is torch.optim.RAdam
+    assert (
+        build_optimizer("torch.optim:NAdam", [nn.Parameter(torch.ones(2))]).defaults["lr"] == 2e-3
+    )
+    # Adafactor's eps is a pair whose first default is None: any value there is its own to check.
+    assert optimizer_factory("torch.optim.Adafactor").resolve({"eps": [1e-30, 1e-3]})["eps"] == (
+        1e-30,
+        1e-3,
+    )
+
+
+@pytest.mark.parametrize(
+    ("algorithm", "hparams", "named", "match"),
+    [
+        ("torch.optim.RAdam", {"betas": [1.5, 0.9]}, "betas", "Invalid beta parameter"),
+        ("torch.optim.RAdam", {"lr": -1.0, "eps": -1.0}, None, "Invalid"),
+        ("torch.optim.RAdam", {"betas": [0.9]}, "betas", "a list of 2"),
+        ("torch.optim.RAdam", {"decoupled_weight_decay": 1}, "decoupled_weight_decay", "true or"),
+        ("torch.optim.Muon", {"ns_steps": 2.5}, "ns_steps", "an integer"),
+        ("torch.optim.Muon", {"adjust_lr_fn": "nonsense"}, "adjust_lr_fn", "nonsense"),
+        ("torch.optim.RAdam", {"momentum": 0.9}, "momentum", "valid: lr, betas"),
+    ],
+)
+def test_a_foreign_constructor_refusal_names_the_hparam(algorithm, hparams, named, match):
+    with pytest.raises(HyperParameterError, match=match) as error:
+        optimizer_factory(algorithm).resolve(hparams)
+    assert error.value.name == named
+
+
+@pytest.mark.parametrize(
+    ("path", "match"),
+    [
+        ("torch.optim.NoSuchThing", "'torch.optim' has no attribute 'NoSuchThing'"),
+        ("nosuchpackage.Opt", "no module named 'nosuchpackage'"),
+        ("torch.nn.Linear", "not a torch.optim.Optimizer subclass"),
+        ("lamb", "unknown optimizer 'lamb'"),
+    ],
+)
+def test_what_names_no_optimizer_is_said_in_one_line(path, match):
+    with pytest.raises(ValueError, match=match) as error:
+        optimizer_factory(path)
+    assert "\n" not in str(error.value)
+
+
+def test_an_installed_packages_optimizer_by_import_path():
+    factory = optimizer_factory("schedulefree.AdamWScheduleFree")
+    assert not factory.ours and factory.resolve({"warmup_steps": 3})["warmup_steps"] == 3
+    with pytest.raises(HyperParameterError, match="an integer"):
+        factory.resolve({"warmup_steps": 0.5})
+
+
+# ---------------------------------------------------------------------------- parameter groups
+
+
+class Tiny(nn.Module):
+    """Names like our models': a hidden matrix, a head, a norm, a 4-D kernel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 2, 3)
+        self.hidden = nn.Linear(18, 6, bias=False)
+        self.norm = nn.LayerNorm(6)
+        self.head = nn.Linear(6, 3)
+
+    def forward(self, x):
+        x = self.conv(x).flatten(1)
+        return self.head(self.norm(self.hidden(x)))
+
+
+MUON_GROUPS = {
+    "hidden": {"algorithm": "torch.optim.Muon", "ndim": [2], "exclude": ["head.*"]},
+    "rest": {"algorithm": "adamw"},
+}
+
+
+def test_groups_put_every_parameter_in_exactly_one():
+    named = list(Tiny().named_parameters())
+    assert assign_groups(MUON_GROUPS, named) == {
+        "conv.weight": "rest",
+        "conv.bias": "rest",
+        "hidden.weight": "hidden",
+        "norm.weight": "rest",
+        "norm.bias": "rest",
+        "head.weight": "rest",
+        "head.bias": "rest",
+    }
+    by_name = {"head": {"algorithm": "sgd", "names": ["head.*"]}, **MUON_GROUPS}
+    assert assign_groups(by_name, named)["head.weight"] == "head"
+    with pytest.raises(GroupError, match="'conv.weight' \\(4-D\\) matches no group") as error:
+        assign_groups({"hidden": MUON_GROUPS["hidden"]}, named)
+    assert error.value.group is None
+    with pytest.raises(GroupError, match="'hidden.weight' matches groups") as error:
+        assign_groups({**MUON_GROUPS, "matrices": {"algorithm": "sgd", "ndim": [2]}}, named)
+    assert error.value.group == "matrices"
+    with pytest.raises(GroupError, match="both match every parameter"):
+        assign_groups({**MUON_GROUPS, "all": {"algorithm": "sgd"}}, named)
+
+
+def group_spec(groups):
+    resolved = {
+        name: {
+            **rule,
+            "hparams": optimizer_factory(rule["algorithm"]).resolve(rule.get("hparams", {})),
+        }
+        for name, rule in groups.items()
+    }
+    return {"algorithm": "+", "hparams": {}, "groups": resolved}
+
+
+def tiny_trajectory(make_optimizer, steps, model=None, scheduler_of=None):
+    """Weights after ``steps`` steps of a seeded regression of Tiny."""
+    torch.manual_seed(0)
+    model = model or Tiny()
+    optimizer = make_optimizer(model)
+    scheduler = scheduler_of(optimizer) if scheduler_of else None
+    x = torch.randn(16, 1, 5, 5, generator=generator("cpu", "tiny", "x"))
+    y = torch.randn(16, 3, generator=generator("cpu", "tiny", "y"))
+    for _ in range(steps):
+        optimizer.zero_grad()
+        F.mse_loss(model(x), y).backward()
+        optimizer.step()
+        if scheduler:
+            scheduler.step()
+    return model, optimizer, scheduler
+
+
+def test_a_grouped_optimizer_steps_like_its_members_alone():
+    spec = group_spec(MUON_GROUPS)
+    grouped, optimizer, _ = tiny_trajectory(lambda m: build_run_optimizer(spec, m), 5)
+    assert isinstance(optimizer, GroupedOptimizer)
+    assert parameter_groups(optimizer)["hidden.weight"] == "hidden"
+
+    def separate(model):
+        hidden = [model.hidden.weight]
+        rest = [p for n, p in model.named_parameters() if n != "hidden.weight"]
+        muon = torch.optim.Muon(hidden, **spec["groups"]["hidden"]["hparams"])
+        adamw = build_optimizer("adamw", rest)
+        return GroupedOptimizer({"hidden": muon, "rest": adamw}, {})
+
+    alone, _, _ = tiny_trajectory(separate, 5)
+    for a, b in zip(grouped.parameters(), alone.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_grouped_optimizer_resumes_bit_for_bit_under_a_schedule():
+    spec = group_spec(MUON_GROUPS)
+
+    def schedule(optimizer):
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda t: 1.0 / (1 + t))
+
+    whole, _, _ = tiny_trajectory(lambda m: build_run_optimizer(spec, m), 6, scheduler_of=schedule)
+    first, optimizer, scheduler = tiny_trajectory(
+        lambda m: build_run_optimizer(spec, m), 3, scheduler_of=schedule
+    )
+    # The schedule reaches every member's groups.
+    assert {group["lr"] for group in optimizer.param_groups} == {1e-3 / 4}
+    saved = io.BytesIO()
+    torch.save(
+        {
+            "model": first.state_dict(),
+            "optimizer": optimizer.state_dict(),
+            "sched": scheduler.state_dict(),
+        },
+        saved,
+    )
+    saved.seek(0)
+    state = torch.load(saved, weights_only=False)
+    model = Tiny()
+    model.load_state_dict(state["model"])
+
+    def restored(optimizer):
+        # As the trainer resumes: the schedule first, then both states.
+        scheduler = schedule(optimizer)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["sched"])
+        return scheduler
+
+    resumed, _, _ = tiny_trajectory(
+        lambda m: build_run_optimizer(spec, m), 3, model=model, scheduler_of=restored
+    )
+    for a, b in zip(whole.parameters(), resumed.parameters(), strict=True):
+        assert torch.equal(a, b)
+
+
+# ------------------------------------------------------------------- train and eval modes
+
+
+def test_deployed_weights_are_the_eval_modes_and_training_goes_on():
+    import schedulefree
+
+    spec = {"algorithm": "schedulefree.AdamWScheduleFree", "hparams": {"lr": 1e-2}}
+    model, optimizer, _ = tiny_trajectory(lambda m: build_run_optimizer(spec, m), 4)
+    assert isinstance(optimizer, schedulefree.AdamWScheduleFree)
+    training = [p.detach().clone() for p in model.parameters()]
+    twin = schedulefree.AdamWScheduleFree(
+        [torch.nn.Parameter(p.clone()) for p in model.parameters()], lr=1e-2
+    )
+    twin.load_state_dict(optimizer.state_dict())
+    twin.eval()
+    with deployed(optimizer):
+        assert not optimizer.param_groups[0]["train_mode"]
+        for p, q in zip(model.parameters(), twin.param_groups[0]["params"], strict=True):
+            assert torch.equal(p, q)
+        assert not all(torch.equal(p, t) for p, t in zip(model.parameters(), training))
+    assert optimizer.param_groups[0]["train_mode"]
+    for p, t in zip(model.parameters(), training, strict=True):
+        torch.testing.assert_close(p, t, rtol=0, atol=1e-6)
+    optimizer.step()  # it steps only in train mode
+
+
+def test_optimizers_without_modes_are_left_alone():
+    model, optimizer, _ = tiny_trajectory(
+        lambda m: build_optimizer("sgd", m.parameters(), lr=0.1), 2
+    )
+    before = [p.detach().clone() for p in model.parameters()]
+    with deployed(optimizer):
+        pass
+    assert all(torch.equal(p, b) for p, b in zip(model.parameters(), before, strict=True))

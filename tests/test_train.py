@@ -117,8 +117,14 @@ def test_every_optimizer_of_an_arch_starts_from_the_shared_init(smoke_config, di
     assert start[0]["metrics"] == start[1]["metrics"]
 
 
-def test_resume_after_sigkill_gives_the_uninterrupted_weights(smoke_config, digits_npz, tmp_path):
-    config, spec = make_spec(smoke_config, arch="vit", optimizer="sgd", epochs=12)
+# Besides SGD: Muon with AdamW for the rest (parameter groups), and an optimizer of another
+# package, with a train and an eval mode.
+@pytest.mark.parametrize(("optimizer", "epochs"), [("sgd", 12), ("muon", 3), ("schedulefree", 3)])
+def test_resume_after_sigkill_gives_the_uninterrupted_weights(
+    optimizer, epochs, smoke_config, digits_npz, tmp_path
+):
+    smoke_config["optimizers"]["schedulefree"] = {"algorithm": "schedulefree.AdamWScheduleFree"}
+    config, spec = make_spec(smoke_config, arch="vit", optimizer=optimizer, epochs=epochs)
     init = init_file(config, spec, tmp_path)
     # Bit-identical only at the same thread count: a parallel reduction's order depends on it.
     torch.set_num_threads(1)
