@@ -93,6 +93,32 @@ def test_runs_and_specs_of_the_paper(paper_config):
     }
 
 
+def test_an_optimizer_packages_version_enters_the_run_and_nothing_else(paper_config, monkeypatch):
+    """Upgrading the package of an optimizer named by import path retrains its runs (their spec,
+    hence their store key, changes); the runs of every other optimizer keep theirs."""
+    import infoopt.imports
+    from infoopt.store import result_key
+
+    paper_config["optimizers"]["radam"] = {"algorithm": "torch.optim.RAdam"}
+    paper_config["experiments"]["paper"]["optimizers"].append("radam")
+    config = validate_config(paper_config, SCHEMA)
+    runs = [Run("cifar10", "vit", name, 0) for name in ("sgd", "radam", "muon")]
+    before = [run_spec(config, run) for run in runs]
+    assert "package" not in before[0]
+    assert before[1]["package"] == infoopt.imports.distribution_of("torch.optim.RAdam")
+    assert before[1]["package"]["distribution"] == "torch"
+    assert before[2]["groups"]["hidden"]["package"]["distribution"] == "torch"
+    assert "package" not in before[2]["groups"]["rest"]
+
+    real = infoopt.imports.distribution_of
+    monkeypatch.setattr(
+        infoopt.imports, "distribution_of", lambda path: real(path) | {"version": "99.0"}
+    )
+    after = [run_spec(config, run) for run in runs]
+    keys = [[result_key("train", spec, {}) for spec in specs] for specs in (before, after)]
+    assert [a == b for a, b in zip(*keys, strict=True)] == [True, False, False]
+
+
 def test_config_does_not_import_the_sweeps():
     """infoopt.sweep builds on infoopt.config: the dependency goes one way only."""
     tree = ast.parse((REPO / "src/infoopt/config.py").read_text())

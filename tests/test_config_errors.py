@@ -54,11 +54,17 @@ def _vit(**options):
 
 
 BAD = {
-    "negative-lr": (_adam(lr=-1.0e-3), "optimizers.adam.hparams.lr: adam: lr must be a number >= 0"),
+    "negative-lr": (
+        _adam(lr=-1.0e-3),
+        "optimizers.adam.hparams.lr: adam: lr must be a number >= 0",
+    ),
     "string-lr": (_adam(lr="1e-3"), "optimizers.adam.hparams.lr: adam: lr must be a finite"),
     "negative-momentum": (_sgd(momentum=-0.9), "optimizers.sgd.hparams.momentum: sgd: momentum"),
     "beta-one": (_adam(betas=[1.0, 0.9]), "optimizers.adam.hparams.betas: adam: betas[0]"),
-    "negative-eps": (_adam(eps=-1.0), "optimizers.adam.hparams.eps: adam: eps must be a number >= 0"),
+    "negative-eps": (
+        _adam(eps=-1.0),
+        "optimizers.adam.hparams.eps: adam: eps must be a number >= 0",
+    ),
     "negative-wd": (_sgd(weight_decay=-1.0), "optimizers.sgd.hparams.weight_decay: sgd"),
     "zero-kappa": (
         {"optimizers": {"lion_tanh_k1": {"algorithm": "lion_tanh", "hparams": {"kappa": 0.0}}}},

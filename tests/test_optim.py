@@ -933,7 +933,7 @@ def test_deployed_weights_are_the_eval_modes_and_training_goes_on():
         assert not optimizer.param_groups[0]["train_mode"]
         for p, q in zip(model.parameters(), twin.param_groups[0]["params"], strict=True):
             assert torch.equal(p, q)
-        assert not all(torch.equal(p, t) for p, t in zip(model.parameters(), training))
+        assert not all(torch.equal(p, t) for p, t in zip(model.parameters(), training, strict=True))
     assert optimizer.param_groups[0]["train_mode"]
     for p, t in zip(model.parameters(), training, strict=True):
         torch.testing.assert_close(p, t, rtol=0, atol=1e-6)

@@ -98,7 +98,9 @@ def _check_axes(where: str, optimizer: dict, axes: Mapping[str, Sequence[float]]
     from infoopt.optim import optimizer_factory
 
     if "groups" in optimizer:
-        raise ConfigError(f"{where}: a grid over an optimizer with parameter groups is not supported")
+        raise ConfigError(
+            f"{where}: a grid over an optimizer with parameter groups is not supported"
+        )
     valid = (*TRAINING_AXES, *optimizer_factory(optimizer["algorithm"]).hparams)
     for axis, values in axes.items():
         if axis not in valid:

@@ -293,8 +293,7 @@ class Trainer:
                 for split in ("test", "train"):
                     metrics[f"{split}_loss"], metrics[f"{split}_accuracy"] = self.evaluate(split)
                 weights = {
-                    k: v.detach().to("cpu").contiguous()
-                    for k, v in self.model.state_dict().items()
+                    k: v.detach().to("cpu").contiguous() for k, v in self.model.state_dict().items()
                 }
         step = self.saves[progress]
         where = {"progress": progress, "step": step, "epoch": step / self.steps_per_epoch}

@@ -17,7 +17,9 @@ def has_modes(optimizer: torch.optim.Optimizer) -> bool:
     which move the model's weights between the training and the deployed point)."""
     if isinstance(optimizer, GroupedOptimizer):
         return any(has_modes(opt) for opt in optimizer.optimizers.values())
-    return callable(getattr(optimizer, "train", None)) and callable(getattr(optimizer, "eval", None))
+    return callable(getattr(optimizer, "train", None)) and callable(
+        getattr(optimizer, "eval", None)
+    )
 
 
 def build_run_optimizer(spec: dict[str, Any], model: torch.nn.Module) -> torch.optim.Optimizer:
