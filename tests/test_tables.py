@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from infoopt.collect import collect_runs
+from infoopt.collect import collect_runs, with_groups
 from infoopt.report.claims import side_by_side
 from infoopt.report.tables import COLUMNS, paper_table, paper_values, to_markdown
 
@@ -127,6 +127,59 @@ def test_collect_runs_reads_records_and_histories(tmp_path):
     assert training.loc[(1.0, "test_accuracy"), "status"] == "diverged"
     assert (tables["history"]["seed"] == 3).all() and len(tables["history"]) == 2
     assert tables["runs"].iloc[0]["git_commit"] == "abc"
+
+
+def test_runs_record_the_optimizer_package_and_the_group_of_each_block(tmp_path):
+    """An optimizer by import path names its package; a grouped run's blocks get their group."""
+    keys = {"dataset": "digits", "arch": "vit", "seed": 0}
+    torch_package = {"distribution": "torch", "version": "2.14.1"}
+    specs = {
+        "sgd": {"algorithm": "sgd", "hparams": {"lr": 0.1}},
+        "muon": {
+            "algorithm": "torch.optim.Muon+adamw",
+            "hparams": {},
+            "groups": {
+                "hidden": {
+                    "algorithm": "torch.optim.Muon",
+                    "hparams": {},
+                    "package": torch_package,
+                },
+                "rest": {"algorithm": "adamw", "hparams": {}},
+            },
+        },
+        "mine": {
+            "algorithm": "mine.Opt",
+            "hparams": {},
+            "package": {"distribution": None, "version": None},
+        },
+    }
+    groups = {"muon": {"a.weight": "hidden", "a.bias": "rest"}}
+    run_dirs = []
+    for name, optimizer in specs.items():
+        run = tmp_path / name
+        run.mkdir()
+        record = {
+            "status": "ok",
+            "spec": keys | {"optimizer": name, "training": {"epochs": 1}} | optimizer,
+            "total_steps": 1,
+            "wall_seconds": 1.0,
+            "provenance": {"device_name": "cpu", "git_commit": "abc", "packages": {}},
+            "checkpoints": [{"progress": 1.0, "step": 1, "epoch": 1.0, "status": "ok"}],
+            "parameter_groups": groups.get(name),
+        }
+        (run / "run.json").write_text(json.dumps(record))
+        pd.DataFrame({"epoch": [1]}).to_csv(run / "history.csv", index=False)
+        run_dirs.append(run)
+    runs = collect_runs(run_dirs)["runs"].set_index("optimizer")
+    assert runs.loc["sgd", "optimizer_package"] == "infoopt"
+    assert runs.loc["muon", "optimizer_package"] == "torch 2.14.1, infoopt"
+    assert runs.loc["mine", "optimizer_package"] == "mine.Opt (no distribution)"
+    blocks = pd.DataFrame(
+        [keys | {"optimizer": name, "block": block} for name in specs for block in groups["muon"]]
+    )
+    joined = with_groups(blocks, runs.reset_index())
+    assert joined[joined["optimizer"] == "muon"]["group"].tolist() == ["hidden", "rest"]
+    assert joined[joined["optimizer"] != "muon"]["group"].isna().all()
 
 
 def test_collect_names_an_unreadable_run(tmp_path):

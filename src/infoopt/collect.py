@@ -48,6 +48,19 @@ def optimizer_package(spec: dict) -> str:
     return ", ".join(dict.fromkeys(parts))
 
 
+def with_groups(blocks: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """``blocks`` (``hessian_blocks.parquet``) with a column ``group``: the parameter group that
+    trained each block (its parameter), from ``runs`` (``runs.parquet``); missing for a run of
+    one algorithm. A block is one parameter tensor, named like it."""
+    rows = [
+        dict(zip(RUN_KEYS, keys, strict=True)) | {"block": block, "group": group}
+        for *keys, groups in runs[RUN_KEYS + ["parameter_groups"]].itertuples(index=False)
+        for block, group in (json.loads(groups) or {}).items()
+    ]
+    groups = pd.DataFrame(rows, columns=RUN_KEYS + ["block", "group"])
+    return blocks.merge(groups, on=RUN_KEYS + ["block"], how="left", validate="many_to_one")
+
+
 def collect_runs(run_dirs: Iterable[str | Path]) -> dict[str, pd.DataFrame]:
     """Tables ``runs`` (one row per run), ``training`` (long: a row per checkpoint and metric)
     and ``history`` (a row per run and epoch)."""
@@ -65,6 +78,7 @@ def collect_runs(run_dirs: Iterable[str | Path]) -> dict[str, pd.DataFrame]:
                     record["spec"].get("groups") or record["spec"]["hparams"], sort_keys=True
                 ),
                 "optimizer_package": optimizer_package(record["spec"]),
+                "parameter_groups": json.dumps(record.get("parameter_groups"), sort_keys=True),
                 "epochs": record["spec"]["training"]["epochs"],
                 "total_steps": record["total_steps"],
                 "wall_seconds": record["wall_seconds"],
