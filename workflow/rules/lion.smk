@@ -83,7 +83,7 @@ if ABLATION in config["experiments"]:
     _lions = [
         name
         for name in _ablation["optimizers"]
-        if config["optimizers"][name]["algorithm"] == "lion"
+        if config["optimizers"][name].get("algorithm") == "lion"
     ]
     if not _lions:
         raise WorkflowError(
@@ -130,7 +130,7 @@ if ABLATION in config["experiments"]:
         "report": ABLATION_REPORT | {"outputs": ["png"]},
     }
     _algorithms = {
-        config["optimizers"][name]["algorithm"] for name in _ablation["optimizers"]
+        config["optimizers"][name].get("algorithm") for name in _ablation["optimizers"]
     }
     if "lion_tanh" in _algorithms:
         NOTEBOOKS["lion_kappa"] = {
