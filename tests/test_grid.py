@@ -174,7 +174,7 @@ BAD_GRIDS = {
     "out-of-range": (
         {"adam": {"lr": [1.0e-3, -1.0e-3]}},
         _unchanged,
-        "grid.adam.lr: adam: lr must be a number > 0, got -0.001 (at lr -0.001, on resnet18)",
+        "grid.adam.lr: adam: lr must be a number >= 0, got -0.001 (at lr -0.001, on resnet18)",
     ),
     "text-value": (
         {"sgd": {"lr": ["1e-3"]}},
