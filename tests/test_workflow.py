@@ -60,6 +60,31 @@ def test_smoke_run_writes_table1(smoke):
     assert (smoke / "results/notebooks/table1.ipynb").exists()
 
 
+def test_smoke_optimizer_study_trains_muon_groups_and_a_torch_optimizer(smoke):
+    """Muon for the ViT's hidden matrices with AdamW for the rest, and torch.optim.RAdam by its
+    import path: their runs finish, record what trained what and with which package, and the
+    study gets its tables with all four optimizers."""
+    for arch in ("resnet18", "vit"):
+        muon = json.loads((smoke / f"results/runs/digits/{arch}/muon/seed0/run.json").read_text())
+        assert muon["status"] == "ok"
+        assert muon["spec"]["algorithm"] == "torch.optim.Muon+adamw"
+        groups = muon["parameter_groups"]
+        # ResNet18's hidden weights are convolution kernels, which Muon does not take.
+        expected = {"hidden", "rest"} if arch == "vit" else {"rest"}
+        assert set(groups.values()) == expected
+        assert groups[f"{'head' if arch == 'vit' else 'fc'}.weight"] == "rest"
+        radam = json.loads((smoke / f"results/runs/digits/{arch}/radam/seed0/run.json").read_text())
+        assert radam["status"] == "ok"
+        assert radam["spec"]["algorithm"] == "torch.optim.RAdam"
+        assert radam["spec"]["package"] == {"distribution": "torch", "version": torch.__version__}
+    table = pd.read_csv(smoke / "results/studies/optimizer_study/tables/table1.csv")
+    assert set(table["optimizer"]) == {"sgd", "adam", "muon", "radam"}
+    runs = pd.read_parquet(smoke / "results/summary/optimizer_study/runs.parquet")
+    packages = runs.set_index(["arch", "optimizer"])["optimizer_package"]
+    assert packages[("vit", "radam")] == f"torch {torch.__version__}"
+    assert packages[("vit", "sgd")] == "infoopt"
+
+
 GRID_STUDY = "results/studies/grid"
 
 
