@@ -765,6 +765,8 @@ def test_a_foreign_constructor_refusal_names_the_hparam(algorithm, hparams, name
         ("torch.optim.NoSuchThing", "'torch.optim' has no attribute 'NoSuchThing'"),
         ("nosuchpackage.Opt", "no module named 'nosuchpackage'"),
         ("torch.nn.Linear", "not a torch.optim.Optimizer subclass"),
+        ("torch.optim.LBFGS", "needs a closure"),
+        ("schedulefree.AdamWScheduleFreeClosure", "needs a closure"),
         ("lamb", "unknown optimizer 'lamb'"),
     ],
 )
@@ -772,6 +774,28 @@ def test_what_names_no_optimizer_is_said_in_one_line(path, match):
     with pytest.raises(ValueError, match=match) as error:
         optimizer_factory(path)
     assert "\n" not in str(error.value)
+
+
+# Every optimizer class of torch.optim but those the training loop cannot drive: LBFGS (a
+# closure), SparseAdam (sparse gradients) and Muon (matrices only: a parameter group of its own).
+TORCH_OPTIMIZERS = sorted(
+    name
+    for name, cls in vars(torch.optim).items()
+    if isinstance(cls, type)
+    and issubclass(cls, torch.optim.Optimizer)
+    and name not in ("Optimizer", "LBFGS", "SparseAdam", "Muon")
+)
+
+
+@pytest.mark.parametrize("name", TORCH_OPTIMIZERS)
+def test_every_torch_optimizer_trains_by_its_import_path(name):
+    algorithm = f"torch.optim.{name}"
+    spec = {"algorithm": algorithm, "hparams": optimizer_factory(algorithm).resolve({})}
+    model, optimizer, _ = tiny_trajectory(lambda m: build_run_optimizer(spec, m), 2)
+    assert type(optimizer) is getattr(torch.optim, name)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    torch.manual_seed(0)
+    assert not torch.equal(model.head.weight, Tiny().head.weight), "it trained"
 
 
 def test_an_installed_packages_optimizer_by_import_path():

@@ -240,6 +240,12 @@ def optimizer_factory(algorithm: str) -> OptimizerFactory:
     cls = import_path(algorithm)
     if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
         raise ValueError(f"{algorithm!r} is not a torch.optim.Optimizer subclass")
+    closure = inspect.signature(cls.step).parameters.get("closure")
+    if closure is not None and closure.default is inspect.Parameter.empty:
+        raise ValueError(
+            f"{algorithm!r} needs a closure that re-evaluates the loss at every step, which the "
+            "training loop does not give (it steps once per batch)"
+        )
     defaults, required, open_ = _signature(cls)
     return OptimizerFactory(algorithm, cls, defaults, required, ours=False, open=open_)
 
