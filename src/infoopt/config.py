@@ -208,10 +208,11 @@ def _check_groups(config: dict, name: str) -> None:
             raise ConfigError(f"config key {key}: {error} (in {arch} on {dataset})") from None
         for group, rule in groups.items():
             params = [p for n, p in named if group_of[n] == group]
-            hparams = {**rule["hparams"], **rule["arch_hparams"].get(arch, {})}
+            factory = optimizer_factory(rule["algorithm"])
+            hparams = factory.resolve({**rule["hparams"], **rule["arch_hparams"].get(arch, {})})
             try:
                 if params:
-                    optimizer_factory(rule["algorithm"]).cls(params, **hparams)
+                    factory.cls(params, **hparams)
             except (ValueError, TypeError) as error:
                 raise ConfigError(
                     f"config key {where}.{group}: {rule['algorithm']} cannot train its "
