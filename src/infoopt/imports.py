@@ -15,6 +15,7 @@ package (and version) that provides it, for provenance and store keys.
 
 from __future__ import annotations
 
+import functools
 import importlib
 from importlib import metadata
 from typing import Any
@@ -66,6 +67,13 @@ def import_path(path: str) -> Any:
     return obj
 
 
+@functools.cache
+def _packages_distributions() -> dict[str, list[str]]:
+    """Top-level package -> distributions; cached, as reading every installed distribution's
+    metadata takes a second, and a run's spec asks for it."""
+    return metadata.packages_distributions()
+
+
 def distribution_of(path: str) -> dict[str, str | None]:
     """The installed distribution that provides ``path``'s top-level package, and its version.
 
@@ -73,7 +81,7 @@ def distribution_of(path: str) -> dict[str, str | None]:
     provides (a user's own file on ``PYTHONPATH``).
     """
     top = _split(path)[0].split(".")[0]
-    names = metadata.packages_distributions().get(top, [])
+    names = _packages_distributions().get(top, [])
     if not names:
         return {"distribution": None, "version": None}
     name = sorted(names)[0]
