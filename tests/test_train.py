@@ -227,3 +227,64 @@ def test_init_of_another_model_is_refused(smoke_config, digits_npz, tmp_path):
     wrong_init = init_file(config, vit, tmp_path)
     with pytest.raises(ValueError, match="rerun `infoopt init`"):
         train_run(spec, wrong_init, digits_npz, tmp_path / "run", CPU)
+
+
+def test_a_run_under_another_name_is_restored_relabelled_not_trained(
+    smoke_config, digits_npz, tmp_path, capsys, monkeypatch
+):
+    """A grid point at an optimizer's own settings is that optimizer's run: trained and
+    measured once, its files placed under the other name with that name inside."""
+    import infoopt.train
+    from infoopt.store import Store
+
+    config, spec = make_spec(smoke_config, epochs=1)
+    spec["training"]["checkpoints"] = [0.0, 1.0]
+    init = init_file(config, spec, tmp_path)
+    point = dict(spec, optimizer="sgd-batch_size64-lr0p1")
+    steps = []
+    train_step = infoopt.train.train_step
+    monkeypatch.setattr(
+        infoopt.train, "train_step", lambda *args: steps.append(1) or train_step(*args)
+    )
+
+    def train(run_spec, out):
+        args = ["train", "--spec", json.dumps(run_spec), "--init", str(init)]
+        assert main([*args, "--data", str(digits_npz), "--out-dir", str(out)]) == 0
+        return capsys.readouterr().out
+
+    assert "stored as" in train(spec, tmp_path / "sgd")
+    trained = len(steps)
+    assert trained == 1437 // 64
+    log = train(point, tmp_path / "point")
+    assert "restored from the store" in log and "trained as sgd" in log
+    assert len(steps) == trained, "the second name took no training step"
+
+    record = json.loads((tmp_path / "point/run.json").read_text())
+    assert record["spec"] == point
+    for progress in ("0.00", "1.00"):
+        first, second = (
+            load_checkpoint(tmp_path / f"{o}/ckpt/{progress}.pt") for o in ("sgd", "point")
+        )
+        assert (first["optimizer"], second["optimizer"]) == ("sgd", point["optimizer"])
+        assert_same_weights(first["state_dict"], second["state_dict"])
+        assert first["metrics"] == second["metrics"]
+    (entry,) = Store(tmp_path / "store").entries()
+    (tmp_path / "sgd/run.json").unlink()
+    assert entry.in_use(), "the relabelled copies are a use of the entry"
+
+    # Its Hessian too is measured once: the relabelled checkpoint has the same key.
+    hessian = ["--data", str(digits_npz), "--eval-size", "16", "--max-k", "4", "--probes", "1"]
+    hessian += ["--lanczos-max-iter", "3", "--device", "cpu"]
+    tables = {}
+    for name in ("sgd", "point"):
+        out = tmp_path / f"{name}.parquet"
+        assert (
+            main(["hessian", str(tmp_path / f"{name}/ckpt/1.00.pt"), *hessian, "--out", str(out)])
+            == 0
+        )
+        tables[name] = pd.read_parquet(out)
+    assert "restored from the store" in capsys.readouterr().out
+    assert set(tables["point"]["optimizer"]) == {point["optimizer"]}
+    pd.testing.assert_frame_equal(
+        tables["point"].drop(columns="optimizer"), tables["sgd"].drop(columns="optimizer")
+    )

@@ -12,7 +12,8 @@ A checkpoint is a dict saved with ``torch.save``:
 - ``metrics``: test accuracy (%), test loss and mean train loss at that point
 - ``digest``: the content digest of everything else (:func:`infoopt.digest.value_digest`);
   loading verifies it, so a damaged file is named as such, and it identifies the checkpoint
-  in the keys of the results computed from it (:mod:`infoopt.store`)
+  in the keys of the results computed from it (:mod:`infoopt.store`) but for ``optimizer``
+  (:func:`identity_digest`)
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from infoopt.digest import value_digest
 
 FORMAT = "infoopt.checkpoint/2"
 REQUIRED = ("status", "progress", "step", "dataset", "arch", "model", "state_dict", "metrics")
+# The name the configuration gives the run's optimizer: a label, not part of what the run
+# computes, so runs that differ only in it are one run (infoopt.store relabels its files).
+LABEL = "optimizer"
 
 
 class CheckpointError(RuntimeError):
@@ -46,6 +50,12 @@ def save_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> None
     # A loaded checkpoint's digest is of its old content: the new one is computed afresh.
     payload = {"format": FORMAT} | {k: v for k, v in checkpoint.items() if k != "digest"}
     save_torch(payload | {"digest": value_digest(payload)}, path)
+
+
+def identity_digest(checkpoint: dict[str, Any]) -> str:
+    """The content digest of what results computed from ``checkpoint`` depend on: all of it
+    but its :data:`LABEL`, so a relabelled copy has the same."""
+    return value_digest({k: v for k, v in checkpoint.items() if k not in ("digest", LABEL)})
 
 
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:

@@ -15,6 +15,7 @@ only when the run ends, because Snakemake deletes the outputs of a failed job be
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 import shutil
 import sys
@@ -29,14 +30,14 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from infoopt.atomic import publish, save_torch, write_json, write_table
-from infoopt.checkpoint import load_checkpoint, progress_label, save_checkpoint
+from infoopt.checkpoint import LABEL, load_checkpoint, progress_label, save_checkpoint
 from infoopt.data import TrainLoader, eval_batches, holdout_split, load_prepared
 from infoopt.data.arrays import array_digest
 from infoopt.models import build_model
 from infoopt.optim import build_optimizer
 from infoopt.provenance import provenance
 from infoopt.seeding import derive_seed
-from infoopt.store import result_key
+from infoopt.store import Relabel, result_key
 
 HISTORY_COLUMNS = [
     "epoch",
@@ -402,9 +403,32 @@ NOT_RESULT = ("resume_every_epochs",)
 
 
 def result_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """``spec`` without the settings that do not change the result."""
+    """``spec`` without what does not change the result: the optimizer's name (LABEL) and how
+    the run is carried out."""
     training = {k: v for k, v in spec["training"].items() if k not in NOT_RESULT}
-    return spec | {"training": training}
+    return {k: v for k, v in spec.items() if k != LABEL} | {"training": training}
+
+
+def relabel_run_file(optimizer: str) -> Relabel:
+    """The :data:`~infoopt.store.Relabel` of a stored run's files for a run whose optimizer is
+    named ``optimizer``: the checkpoints and ``run.json`` carry the name, the history does not."""
+
+    def relabel(name: str, stored: Path, target: Path) -> bool:
+        if name == "run.json":
+            record = json.loads(stored.read_text())
+            if record["spec"][LABEL] == optimizer:
+                return False
+            write_json(record | {"spec": record["spec"] | {LABEL: optimizer}}, target)
+            return True
+        if name.endswith(".pt"):
+            checkpoint = load_checkpoint(stored)
+            if checkpoint[LABEL] == optimizer:
+                return False
+            save_checkpoint(checkpoint | {LABEL: optimizer}, target)
+            return True
+        return False
+
+    return relabel
 
 
 def run_key(

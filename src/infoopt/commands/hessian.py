@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> int:
         hessian_job_table,
         hessian_key,
         job_options,
+        relabel_table,
     )
     from infoopt.hessian.metrics import GLOBAL, merge_hessian_tables
     from infoopt.hessian.options import HessianOptions
@@ -114,7 +115,13 @@ def run(args: argparse.Namespace) -> int:
         write_table(table, result_dir / TABLE)
 
     entry, restored = run_stored(
-        store, "hessian", key, description, compute, lambda entry: {TABLE: args.out}
+        store,
+        "hessian",
+        key,
+        description,
+        compute,
+        lambda entry: {TABLE: args.out},
+        relabel_table(checkpoint),
     )
     table = pd.read_parquet(args.out)
     summary = table[table["block"] == GLOBAL].iloc[0]

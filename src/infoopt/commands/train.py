@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from infoopt.devices import acquire_device
     from infoopt.store import Store, run_stored
     from infoopt.sweep import apply_selection
-    from infoopt.train import run_key, train_run
+    from infoopt.train import relabel_run_file, run_key, train_run
 
     apply_threads(args)
     spec = parse_spec(args.spec)
@@ -48,8 +48,20 @@ def run(args: argparse.Namespace) -> int:
     def targets(entry):
         return {name: Path(args.out_dir) / name for name in entry.files}
 
-    entry, restored = run_stored(Store(args.store), "train", key, description, compute, targets)
-    how = f"restored from the store (key {key[:12]})" if restored else f"stored as {key[:12]}"
+    entry, restored = run_stored(
+        Store(args.store),
+        "train",
+        key,
+        description,
+        compute,
+        targets,
+        relabel_run_file(spec["optimizer"]),
+    )
+    how = f"stored as {key[:12]}"
+    if restored:
+        trained_as = entry.record["spec"]["optimizer"]
+        named = "" if trained_as == spec["optimizer"] else f", trained as {trained_as}"
+        how = f"restored from the store (key {key[:12]}{named})"
     status = json.loads((Path(args.out_dir) / "run.json").read_text())["status"]
     print(f"{args.out_dir}: {status}, {how}")
     return 0

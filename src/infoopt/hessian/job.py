@@ -2,7 +2,9 @@
 
 :func:`hessian_job_table` is what ``infoopt hessian`` computes; :func:`hessian_key` is what
 identifies it in :mod:`infoopt.store`: the options (with the seed resolved), the checkpoint's
-and the data's content digests, and the versions that change numbers.
+and the data's content digests, and the versions that change numbers. The checkpoint's digest
+leaves out its optimizer's name (:func:`~infoopt.checkpoint.identity_digest`): a table stored
+under another name is placed relabelled (:func:`relabel_table`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import Any
 import pandas as pd
 import torch
 
-from infoopt.checkpoint import CheckpointError
+from infoopt.atomic import write_table
+from infoopt.checkpoint import LABEL, CheckpointError, identity_digest
 from infoopt.hessian.cost import predict
 from infoopt.hessian.metrics import (
     checkpoint_hessian_table,
@@ -26,7 +29,7 @@ from infoopt.hessian.metrics import (
 from infoopt.hessian.options import HessianOptions
 from infoopt.hessian.space import ParameterSpace
 from infoopt.models import build_model
-from infoopt.store import Entry, Store, result_key
+from infoopt.store import Entry, Relabel, Store, result_key
 
 # Columns that say which run and checkpoint a row belongs to; they lead every table.
 IDENTITY = ("dataset", "arch", "optimizer", "seed", "progress", "status")
@@ -63,7 +66,7 @@ def hessian_key(
     """The store key of ``checkpoint``'s table (or of one ``shard``'s partial table) under
     ``options``, and its description. A merged table has the key of the unsharded one."""
     spec = dataclasses.asdict(options) | ({"shard": list(shard)} if shard else {})
-    inputs = {"checkpoint": checkpoint["digest"], "data": data_digest}
+    inputs = {"checkpoint": identity_digest(checkpoint), "data": data_digest}
     identity = {key: checkpoint.get(key) for key in IDENTITY}
     label = "/".join(str(identity[k]) for k in ("dataset", "arch", "optimizer"))
     label += f"/seed{identity['seed']} at {identity['progress']:.2f}"
@@ -71,6 +74,19 @@ def hessian_key(
         label += f" (shard {shard[0] + 1} of {shard[1]})"
     description = {"label": label, "spec": spec, "inputs": inputs, "identity": identity}
     return result_key("hessian", spec, inputs), description
+
+
+def relabel_table(checkpoint: dict[str, Any]) -> Relabel:
+    """The :data:`~infoopt.store.Relabel` of a stored table for ``checkpoint``'s optimizer."""
+
+    def relabel(name: str, stored: Path, target: Path) -> bool:
+        table = pd.read_parquet(stored)
+        if set(table[LABEL]) == {checkpoint.get(LABEL)}:
+            return False
+        write_table(table.assign(**{LABEL: checkpoint.get(LABEL)}), target)
+        return True
+
+    return relabel
 
 
 def from_other_split(
