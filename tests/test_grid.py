@@ -9,7 +9,8 @@ import pytest
 from conftest import SCHEMA
 from infoopt.canonical import canonical_json
 from infoopt.config import ConfigError, Run, all_runs, experiment_runs, init_spec, run_spec
-from infoopt.grid import grid_points, point_name, value_label
+from infoopt.grid import grid_points, point_name
+from infoopt.labels import wildcard_label
 from infoopt.validate import validate_config
 
 WILDCARD = re.compile(r"[A-Za-z0-9_-]+")
@@ -34,7 +35,7 @@ def with_grid(config: dict, grid: dict, **experiment) -> dict:
     [(0.1, "0p1"), (5.0e-4, "0p0005"), (1.0e-5, "1e-05"), (128, "128"), (1.0, "1"), (3e7, "3e07")],
 )
 def test_value_labels_are_wildcard_safe(value, label):
-    assert value_label(value) == label
+    assert wildcard_label(value) == label
     assert WILDCARD.fullmatch(label)
 
 

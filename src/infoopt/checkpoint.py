@@ -38,11 +38,6 @@ class CheckpointError(RuntimeError):
     """A checkpoint file that cannot be read or is not in our format."""
 
 
-def progress_label(progress: float) -> str:
-    """The file-name form of a progress fraction: 0.25 -> '0.25'."""
-    return f"{progress:.2f}"
-
-
 def save_checkpoint(checkpoint: dict[str, Any], path: str | os.PathLike) -> None:
     missing = [key for key in REQUIRED if key not in checkpoint]
     if missing:

@@ -91,15 +91,15 @@ def _check_references(config: dict) -> None:
 
 
 def _check_checkpoints(checkpoints: list[float]) -> None:
-    from infoopt.checkpoint import progress_label
+    from infoopt.labels import clashing_labels, progress_label
 
     where = "config key training.checkpoints"
     if checkpoints != sorted(checkpoints):
         raise ConfigError(f"{where}: must be in increasing order, got {checkpoints}")
     if 1.0 not in checkpoints:
         raise ConfigError(f"{where}: must contain 1.0, the end of training, got {checkpoints}")
-    labels = [progress_label(p) for p in checkpoints]
-    if len(set(labels)) != len(labels):
+    if clashing_labels(checkpoints, progress_label):
+        labels = [progress_label(p) for p in checkpoints]
         raise ConfigError(
             f"{where}: {checkpoints} name the same file at two decimals ({labels}); "
             "checkpoints must differ by at least 0.01"

@@ -30,9 +30,10 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from infoopt.atomic import publish, save_torch, write_json, write_table
-from infoopt.checkpoint import LABEL, load_checkpoint, progress_label, save_checkpoint
+from infoopt.checkpoint import LABEL, load_checkpoint, save_checkpoint
 from infoopt.data import TrainLoader, eval_batches, holdout_split, load_prepared
 from infoopt.data.arrays import array_digest
+from infoopt.labels import progress_label
 from infoopt.models import build_model
 from infoopt.optim import build_optimizer
 from infoopt.provenance import provenance

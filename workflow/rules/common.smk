@@ -6,7 +6,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from infoopt.canonical import canonical_json
-from infoopt.checkpoint import progress_label
+from infoopt.labels import progress_label
 from infoopt.config import (
     RUN_DIR,
     ConfigError,
