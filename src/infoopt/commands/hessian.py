@@ -76,7 +76,6 @@ def run(args: argparse.Namespace) -> int:
     from infoopt.devices import acquire_device
     from infoopt.hessian.job import (
         TABLE,
-        check_checkpoint,
         from_other_split,
         hessian_job_table,
         hessian_key,
@@ -91,7 +90,6 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out}: the table must be a .parquet file")
     apply_threads(args)
     checkpoint = load_checkpoint(args.checkpoint)
-    check_checkpoint(checkpoint, args.checkpoint)
     flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(HessianOptions)}
     spec = parse_spec(args.spec) if args.spec else {}
     options = job_options(checkpoint, spec, flags)

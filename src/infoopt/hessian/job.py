@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 
 from infoopt.atomic import write_table
-from infoopt.checkpoint import LABEL, CheckpointError, identity_digest
+from infoopt.checkpoint import LABEL, CheckpointHeader, identity_digest
 from infoopt.hessian.cost import predict
 from infoopt.hessian.metrics import (
     checkpoint_hessian_table,
@@ -33,15 +33,8 @@ from infoopt.store import Entry, Relabel, Store, result_key
 
 # Columns that say which run and checkpoint a row belongs to; they lead every table.
 IDENTITY = ("dataset", "arch", "optimizer", "seed", "progress", "status")
-REQUIRED = ("status", "model", "state_dict", "digest")
 # The file name of a Hessian table in its store entry.
 TABLE = "table.parquet"
-
-
-def check_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> None:
-    missing = [key for key in REQUIRED if key not in checkpoint]
-    if missing:
-        raise CheckpointError(f"checkpoint {path} lacks {missing}")
 
 
 def job_options(
@@ -54,7 +47,7 @@ def job_options(
     if unknown:
         raise ValueError(f"--spec: unknown Hessian option(s) {', '.join(unknown)}")
     given = {name: value for name, value in flags.items() if value is not None}
-    return HessianOptions(**{"seed": checkpoint.get("seed", 0)} | spec | given)
+    return HessianOptions(**{"seed": CheckpointHeader.from_dict(checkpoint).seed} | spec | given)
 
 
 def hessian_key(
@@ -67,7 +60,7 @@ def hessian_key(
     ``options``, and its description. A merged table has the key of the unsharded one."""
     spec = dataclasses.asdict(options) | ({"shard": list(shard)} if shard else {})
     inputs = {"checkpoint": identity_digest(checkpoint), "data": data_digest}
-    identity = {key: checkpoint.get(key) for key in IDENTITY}
+    identity = _identity(checkpoint)
     label = "/".join(str(identity[k]) for k in ("dataset", "arch", "optimizer"))
     label += f"/seed{identity['seed']} at {identity['progress']:.2f}"
     if shard:
@@ -76,14 +69,21 @@ def hessian_key(
     return result_key("hessian", spec, inputs), description
 
 
+def _identity(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    header = CheckpointHeader.from_dict(checkpoint).to_dict()
+    return {key: header[key] for key in IDENTITY}
+
+
 def relabel_table(checkpoint: dict[str, Any]) -> Relabel:
     """The :data:`~infoopt.store.Relabel` of a stored table for ``checkpoint``'s optimizer."""
 
+    optimizer = CheckpointHeader.from_dict(checkpoint).optimizer
+
     def relabel(name: str, stored: Path, target: Path) -> bool:
         table = pd.read_parquet(stored)
-        if set(table[LABEL]) == {checkpoint.get(LABEL)}:
+        if set(table[LABEL]) == {optimizer}:
             return False
-        write_table(table.assign(**{LABEL: checkpoint.get(LABEL)}), target)
+        write_table(table.assign(**{LABEL: optimizer}), target)
         return True
 
     return relabel
@@ -137,8 +137,9 @@ def hessian_job_table(
     """
     from infoopt.data import eval_subset
 
-    model = build_model(**checkpoint["model"])
-    if checkpoint["status"] == "diverged" or checkpoint["state_dict"] is None:
+    header = CheckpointHeader.from_dict(checkpoint)
+    model = build_model(**header.model)
+    if header.status == "diverged" or checkpoint["state_dict"] is None:
         table = missing_hessian_table(ParameterSpace.of(model), options)
         if shard:
             table = table.assign(shard=shard[0], shards=shard[1])
@@ -149,7 +150,7 @@ def hessian_job_table(
             "in_channels": prepared.in_channels,
             "image_size": prepared.image_size,
         }
-        expected = {key: checkpoint["model"][key] for key in found}
+        expected = {key: header.model[key] for key in found}
         if expected != found:
             raise ValueError(
                 f"the data do not match the checkpoint: data have {found}, "
@@ -160,7 +161,7 @@ def hessian_job_table(
             # For the images there are: a small test set caps eval_size.
             prediction = predict(
                 dataclasses.replace(options, eval_size=len(y)),
-                checkpoint["model"],
+                header.model,
                 shard=shard,
                 device_kind=device.type,
             )
@@ -168,5 +169,5 @@ def hessian_job_table(
         table = checkpoint_hessian_table(
             model, x, y, options, device=device, progress=progress, shard=shard
         )
-    identity = pd.DataFrame([{key: checkpoint.get(key) for key in IDENTITY}] * len(table))
+    identity = pd.DataFrame([_identity(checkpoint)] * len(table))
     return pd.concat([identity, table], axis=1)
