@@ -90,6 +90,7 @@ def test_collect_runs_reads_records_and_histories(tmp_path):
         "arch": "vit",
         "optimizer": "sgd",
         "seed": 3,
+        "model": {},
         "algorithm": "sgd",
         "hparams": {"lr": 0.1},
         "training": {"epochs": 2},
@@ -98,6 +99,8 @@ def test_collect_runs_reads_records_and_histories(tmp_path):
         "status": "ok",
         "spec": spec,
         "total_steps": 4,
+        "steps_per_epoch": 2,
+        "steps_done": 4,
         "wall_seconds": 1.5,
         "provenance": {"device_name": "cpu", "git_commit": "abc", "packages": {"torch": "2"}},
         "checkpoints": [

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from infoopt.records import RunRecord
+
 RUN_KEYS = ["dataset", "arch", "optimizer", "seed"]
 PROVENANCE_PACKAGES = ["torch", "cuda", "numpy", "pandas", "snakemake", "infoopt"]
 CHECKPOINT_METRICS = ["test_accuracy", "test_loss", "train_accuracy", "train_loss"]
@@ -23,13 +25,9 @@ HESSIAN_METRICS = {
 }
 
 
-def read_run_record(run_dir: str | Path) -> dict:
+def read_run_record(run_dir: str | Path) -> RunRecord:
     """A run's ``run.json`` (written by ``infoopt train``); a ValueError names an unreadable one."""
-    path = Path(run_dir) / "run.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: cannot read the run's record: {error}") from error
+    return RunRecord.read(Path(run_dir) / "run.json")
 
 
 def collect_runs(run_dirs: Iterable[str | Path]) -> dict[str, pd.DataFrame]:
@@ -38,17 +36,17 @@ def collect_runs(run_dirs: Iterable[str | Path]) -> dict[str, pd.DataFrame]:
     runs, training, history = [], [], []
     for run_dir in map(Path, run_dirs):
         record = read_run_record(run_dir)
-        keys = {key: record["spec"][key] for key in RUN_KEYS}
-        provenance = record["provenance"]
+        keys = {key: getattr(record.spec, key) for key in RUN_KEYS}
+        provenance = record.provenance
         runs.append(
             keys
             | {
-                "status": record["status"],
-                "algorithm": record["spec"]["algorithm"],
-                "hparams": json.dumps(record["spec"]["hparams"], sort_keys=True),
-                "epochs": record["spec"]["training"]["epochs"],
-                "total_steps": record["total_steps"],
-                "wall_seconds": record["wall_seconds"],
+                "status": record.status,
+                "algorithm": record.spec.algorithm,
+                "hparams": json.dumps(record.spec.hparams, sort_keys=True),
+                "epochs": record.spec.training["epochs"],
+                "total_steps": record.total_steps,
+                "wall_seconds": record.wall_seconds,
                 "device": provenance["device_name"],
                 "host": provenance.get("host"),
                 "git_commit": provenance["git_commit"],
@@ -56,7 +54,7 @@ def collect_runs(run_dirs: Iterable[str | Path]) -> dict[str, pd.DataFrame]:
             }
             | {name: provenance["packages"].get(name) for name in PROVENANCE_PACKAGES}
         )
-        for checkpoint in record["checkpoints"]:
+        for checkpoint in record.checkpoints:
             for metric in CHECKPOINT_METRICS:
                 training.append(
                     keys

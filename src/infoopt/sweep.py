@@ -26,6 +26,7 @@ from typing import Any
 from infoopt.collect import read_run_record
 from infoopt.config import ConfigError, Run, run_spec
 from infoopt.labels import clashing_labels, number_label
+from infoopt.records import RunRecord
 
 # The sweep of one (dataset, arch, optimizer).
 SWEEP_DIR = "results/sweep/{dataset}/{arch}/{optimizer}"
@@ -171,12 +172,12 @@ def selection_file(config: dict, run: Run) -> str | None:
     return selection_path(run.dataset, run.arch, run.optimizer)
 
 
-def _candidate(run_dir: Path, record: dict) -> dict[str, Any]:
-    final = [c for c in record["checkpoints"] if c["progress"] == 1.0]
-    ok = record["status"] == "ok" and final and final[0]["status"] == "ok"
+def _candidate(run_dir: Path, record: RunRecord) -> dict[str, Any]:
+    final = [c for c in record.checkpoints if c["progress"] == 1.0]
+    ok = record.status == "ok" and final and final[0]["status"] == "ok"
     return {
-        "lr": record["spec"]["hparams"]["lr"],
-        "status": record["status"],
+        "lr": record.spec.hparams["lr"],
+        "status": record.status,
         "val_accuracy": final[0]["test_accuracy"] if ok else math.nan,
         "val_loss": final[0]["test_loss"] if ok else math.nan,
         "run": str(run_dir),
@@ -188,16 +189,13 @@ def select_lr(run_dirs: Iterable[str | Path]) -> dict[str, Any]:
     records = {Path(d): read_run_record(d) for d in run_dirs}
     if not records:
         raise ValueError("no sweep runs to select from")
-    keys = {
-        tuple(r["spec"][k] for k in ("dataset", "arch", "optimizer", "seed"))
-        for r in records.values()
-    }
+    keys = {(r.spec.dataset, r.spec.arch, r.spec.optimizer, r.spec.seed) for r in records.values()}
     if len(keys) != 1:
         raise ValueError(
             f"sweep runs of different (dataset, arch, optimizer, seed): {sorted(keys)}"
         )
     for run_dir, record in records.items():
-        if "holdout" not in record["spec"]["training"]:
+        if "holdout" not in record.spec.training:
             raise ValueError(f"{run_dir} is not a sweep run: it has no held-out split")
     dataset, arch, optimizer, seed = keys.pop()
     candidates = sorted((_candidate(d, r) for d, r in records.items()), key=lambda c: c["lr"])
