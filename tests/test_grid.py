@@ -247,3 +247,28 @@ def test_config_yaml_declares_the_grid_its_readme_costs(paper_config):
 def test_the_smoke_grid_overrides_config_yamls(smoke_config):
     config = validate_config(smoke_config, SCHEMA)
     assert len(experiment_runs(config, "grid")) == 5
+
+
+@pytest.mark.parametrize("profile", ["paper", "smoke"])
+def test_the_points_at_the_papers_settings_are_the_papers_runs(request, profile):
+    """Their store key leaves the optimizer's name out, so the paper's SGD and Adam runs are
+    trained (and measured) once for both experiments."""
+    from infoopt.records import RunSpec
+    from infoopt.stored_runs import result_spec
+
+    config = validate_config(request.getfixturevalue(f"{profile}_config"), SCHEMA)
+    batch = 128 if profile == "paper" else 64
+    points = {
+        "sgd": f"sgd-batch_size{batch}-lr0p1-weight_decay0p0005",
+        "adam": f"adam-batch_size{batch}-lr0p001-weight_decay0",
+    }
+    dataset = config["experiments"]["grid"]["dataset"]
+
+    def identity(optimizer):
+        return result_spec(
+            RunSpec.from_dict(run_spec(config, Run(dataset, "resnet18", optimizer, 0)))
+        )
+
+    for optimizer, point in points.items():
+        assert identity(optimizer) == identity(point), point
+    assert identity(points["sgd"].replace("lr0p1", "lr0p03")) != identity("sgd")
