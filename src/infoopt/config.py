@@ -207,7 +207,8 @@ def init_spec(config: dict, dataset: str, arch: str, seed: int) -> dict[str, Any
 
 
 def run_spec(config: dict, run: Run) -> dict[str, Any]:
-    """Everything ``infoopt train`` needs to know about one run, as plain JSON values."""
+    """Everything ``infoopt train`` needs to know about one run: the dict form of its
+    :class:`~infoopt.records.RunSpec`."""
     arch = config["archs"][run.arch]
     opt = config["optimizers"][run.optimizer]
     hparams = {**opt["hparams"], **opt["arch_hparams"].get(run.arch, {})}
@@ -226,7 +227,8 @@ def run_spec(config: dict, run: Run) -> dict[str, Any]:
 
 
 def parse_spec(text: str) -> dict[str, Any]:
-    """A run spec given on the command line: JSON text, or the path of a JSON or YAML file."""
+    """The value of a command's ``--spec`` (a run's spec, an initial state's, the Hessian's
+    options): JSON text, or the path of a JSON or YAML file."""
     if text.lstrip().startswith("{"):
         return json.loads(text)
     path = Path(text)

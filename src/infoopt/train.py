@@ -120,18 +120,18 @@ class RunFiles:
             return None
         try:
             saved = torch.load(self.resume, map_location=device, weights_only=False)
-            same = result_spec(RunSpec.from_dict(saved["spec"])) == result_spec(spec)
-            saved["state"] = ResumeState(**saved["state"])
+            ours = result_spec(RunSpec.from_dict(saved["spec"])) == result_spec(spec)
+            if ours:
+                saved["state"] = ResumeState(**saved["state"])
         except Exception as error:  # an unreadable state is lost progress, not a failed run
-            print(f"{self.resume} cannot be read ({error}); starting afresh", file=sys.stderr)
-            same = False
+            reason = f"cannot be read ({error!r})"
         else:
-            if not same:
-                print(f"{self.resume} belongs to another run; starting afresh", file=sys.stderr)
-        if not same:
-            shutil.rmtree(self.partial)
-            return None
-        return saved
+            if ours:
+                return saved
+            reason = "belongs to another run"
+        print(f"{self.resume} {reason}; starting afresh", file=sys.stderr)
+        shutil.rmtree(self.partial)
+        return None
 
     def write_checkpoint(self, header: CheckpointHeader, weights: dict | None) -> None:
         save_checkpoint(
