@@ -46,6 +46,7 @@ class CheckpointHeader:
     step: int
     # Test and train accuracy (%) and loss at that point; none for initial weights.
     metrics: dict[str, float]
+    # The step in epochs; None for initial weights.
     epoch: float | None = None
 
     @classmethod
