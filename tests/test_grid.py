@@ -272,3 +272,19 @@ def test_the_points_at_the_papers_settings_are_the_papers_runs(request, profile)
     for optimizer, point in points.items():
         assert identity(optimizer) == identity(point), point
     assert identity(points["sgd"].replace("lr0p1", "lr0p03")) != identity("sgd")
+
+
+def test_a_point_at_the_papers_settings_is_trained_after_the_papers_run(smoke_config):
+    """The workflow orders the two names of one run, so the second is restored from the store
+    rather than waiting on a device for the first to finish."""
+    from infoopt.stored_runs import earlier_same_run
+
+    config = validate_config(smoke_config, SCHEMA)
+    sgd = Run("digits", "resnet18", "sgd", 0)
+    point = Run("digits", "resnet18", "sgd-batch_size64-lr0p1-weight_decay0p0005", 0)
+    assert earlier_same_run(config, point) == sgd
+    assert earlier_same_run(config, sgd) is None
+    assert earlier_same_run(config, Run("digits", "resnet18", "sgd", 1)) is None
+    other = Run("digits", "resnet18", "sgd-batch_size64-lr0p03-weight_decay0p0005", 0)
+    assert earlier_same_run(config, other) is None
+    assert earlier_same_run(config, Run("digits", "resnet18", "lion", 0)) is None, "swept lr"

@@ -15,6 +15,7 @@ from typing import Any
 
 from infoopt.atomic import write_json
 from infoopt.checkpoint import LABEL, load_checkpoint, save_checkpoint
+from infoopt.config import Run, all_runs, run_spec
 from infoopt.data.arrays import array_digest
 from infoopt.records import RunRecord, RunSpec
 from infoopt.store import Relabel, result_key
@@ -75,3 +76,23 @@ def run_key(
         },
     }
     return result_key("train", result_spec(spec), inputs), description
+
+
+def earlier_same_run(config: dict, run: Run) -> Run | None:
+    """The first run of the configuration (in :func:`~infoopt.config.all_runs` order) that is
+    ``run`` under another optimizer name, or None. The workflow trains ``run`` after it, so
+    ``run`` is restored from the store instead of waiting for the store's lock on a device. A
+    run whose lr a sweep selects is its own: its hyper-parameters are known only when it runs."""
+    from infoopt.sweep import selection_file
+
+    if selection_file(config, run) is not None:
+        return None
+    identity = result_spec(RunSpec.from_dict(run_spec(config, run)))
+    for other in all_runs(config):
+        if other == run:
+            return None
+        if other.optimizer == run.optimizer or selection_file(config, other) is not None:
+            continue
+        if result_spec(RunSpec.from_dict(run_spec(config, other))) == identity:
+            return other
+    return None
