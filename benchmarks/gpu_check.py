@@ -52,6 +52,7 @@ from synthetic import initial_weights, sgd_run_spec, synthetic_dataset  # noqa: 
 from infoopt.hessian.blocks import block_coordinates, block_spectrum, sub_hessians  # noqa: E402
 from infoopt.hessian.hvp import HessianOperator  # noqa: E402
 from infoopt.models import build_model  # noqa: E402
+from infoopt.records import RunSpec  # noqa: E402
 from infoopt.train import Trainer  # noqa: E402
 
 
@@ -72,7 +73,9 @@ def training(device: torch.device, args: argparse.Namespace) -> None:
                 spec = sgd_run_spec(arch, batch)
                 spec["training"] |= {"precision": precision, "channels_last": "auto"}
                 init = initial_weights(folder / f"{arch}-init.pt", arch, spec["model"])
-                trainer = Trainer(spec, init, data, folder / f"{arch}-{precision}", device)
+                trainer = Trainer(
+                    RunSpec.from_dict(spec), init, data, folder / f"{arch}-{precision}", device
+                )
                 rate = throughput(trainer, args.warmup, args.steps)
                 hours = 200 * CIFAR_TRAIN / rate / 3600
                 rates = f"{rate:9.0f} images/s, {hours:.2f} h"

@@ -21,6 +21,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic import initial_weights, sgd_run_spec, synthetic_dataset  # noqa: E402
 
+from infoopt.records import RunSpec  # noqa: E402
 from infoopt.train import Trainer  # noqa: E402
 
 CIFAR_TRAIN = 50_000
@@ -61,7 +62,7 @@ def main() -> None:
             data = synthetic_dataset(folder / f"{arch}.npz", train=images, test=batch)
             spec = sgd_run_spec(arch, batch)
             init = initial_weights(folder / f"{arch}-init.pt", arch, spec["model"])
-            trainer = Trainer(spec, init, data, folder / arch, device)
+            trainer = Trainer(RunSpec.from_dict(spec), init, data, folder / arch, device)
             rate = throughput(trainer, args.warmup, args.steps)
             epoch = CIFAR_TRAIN / rate
             print(

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from synthetic import initial_weights, sgd_run_spec, synthetic_dataset  # noqa: E402
 
 from infoopt.optim import build_optimizer  # noqa: E402
+from infoopt.records import RunSpec  # noqa: E402
 from infoopt.train import Trainer, autocast  # noqa: E402
 
 
@@ -73,7 +74,7 @@ def measure(args: argparse.Namespace, device: torch.device, folder: Path) -> Non
     spec = sgd_run_spec(args.arch, args.batch)
     data = synthetic_dataset(folder / "data.npz", train=args.batch * 4, test=args.batch)
     init = initial_weights(folder / "init.pt", args.arch, spec["model"])
-    trainer = Trainer(spec, init, data, folder / "run", device)
+    trainer = Trainer(RunSpec.from_dict(spec), init, data, folder / "run", device)
     x, y = next(iter(trainer.loader.epoch(0)))
 
     model = copy.deepcopy(trainer.model)

@@ -106,7 +106,7 @@ def resumable_step(root: Path) -> int:
 
     for state in root.glob("**/resume.pt"):
         try:
-            return torch.load(state, weights_only=False)["progress"].step
+            return torch.load(state, weights_only=False)["state"]["step"]
         except FileNotFoundError:
             return 0
     return 0

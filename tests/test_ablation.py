@@ -291,10 +291,13 @@ def sweep_record(folder, lr, status="ok", accuracy=90.0, loss=0.3, arch="resnet1
         "arch": arch,
         "optimizer": "lion",
         "seed": 0,
+        "model": {},
+        "algorithm": "lion",
         "hparams": {"lr": lr},
         "training": {"holdout": {"fraction": 0.2, "seed": 0}},
     }
-    record = {"status": status, "spec": spec, "checkpoints": [final]}
+    steps = {"total_steps": 4, "steps_per_epoch": 2, "steps_done": 4, "wall_seconds": 1.0}
+    record = {"status": status, "spec": spec, "checkpoints": [final], "provenance": {}} | steps
     (folder / "run.json").write_text(json.dumps(record))
     return folder
 

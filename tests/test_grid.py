@@ -9,7 +9,8 @@ import pytest
 from conftest import SCHEMA
 from infoopt.canonical import canonical_json
 from infoopt.config import ConfigError, Run, all_runs, experiment_runs, init_spec, run_spec
-from infoopt.grid import grid_points, point_name, value_label
+from infoopt.grid import grid_points, point_name
+from infoopt.labels import wildcard_label
 from infoopt.validate import validate_config
 
 WILDCARD = re.compile(r"[A-Za-z0-9_-]+")
@@ -34,7 +35,7 @@ def with_grid(config: dict, grid: dict, **experiment) -> dict:
     [(0.1, "0p1"), (5.0e-4, "0p0005"), (1.0e-5, "1e-05"), (128, "128"), (1.0, "1"), (3e7, "3e07")],
 )
 def test_value_labels_are_wildcard_safe(value, label):
-    assert value_label(value) == label
+    assert wildcard_label(value) == label
     assert WILDCARD.fullmatch(label)
 
 
@@ -246,3 +247,44 @@ def test_config_yaml_declares_the_grid_its_readme_costs(paper_config):
 def test_the_smoke_grid_overrides_config_yamls(smoke_config):
     config = validate_config(smoke_config, SCHEMA)
     assert len(experiment_runs(config, "grid")) == 5
+
+
+@pytest.mark.parametrize("profile", ["paper", "smoke"])
+def test_the_points_at_the_papers_settings_are_the_papers_runs(request, profile):
+    """Their store key leaves the optimizer's name out, so the paper's SGD and Adam runs are
+    trained (and measured) once for both experiments."""
+    from infoopt.records import RunSpec
+    from infoopt.stored_runs import result_spec
+
+    config = validate_config(request.getfixturevalue(f"{profile}_config"), SCHEMA)
+    batch = 128 if profile == "paper" else 64
+    points = {
+        "sgd": f"sgd-batch_size{batch}-lr0p1-weight_decay0p0005",
+        "adam": f"adam-batch_size{batch}-lr0p001-weight_decay0",
+    }
+    dataset = config["experiments"]["grid"]["dataset"]
+
+    def identity(optimizer):
+        return result_spec(
+            RunSpec.from_dict(run_spec(config, Run(dataset, "resnet18", optimizer, 0)))
+        )
+
+    for optimizer, point in points.items():
+        assert identity(optimizer) == identity(point), point
+    assert identity(points["sgd"].replace("lr0p1", "lr0p03")) != identity("sgd")
+
+
+def test_a_point_at_the_papers_settings_is_trained_after_the_papers_run(smoke_config):
+    """The workflow orders the two names of one run, so the second is restored from the store
+    rather than waiting on a device for the first to finish."""
+    from infoopt.stored_runs import earlier_same_run
+
+    config = validate_config(smoke_config, SCHEMA)
+    sgd = Run("digits", "resnet18", "sgd", 0)
+    point = Run("digits", "resnet18", "sgd-batch_size64-lr0p1-weight_decay0p0005", 0)
+    assert earlier_same_run(config, point) == sgd
+    assert earlier_same_run(config, sgd) is None
+    assert earlier_same_run(config, Run("digits", "resnet18", "sgd", 1)) is None
+    other = Run("digits", "resnet18", "sgd-batch_size64-lr0p03-weight_decay0p0005", 0)
+    assert earlier_same_run(config, other) is None
+    assert earlier_same_run(config, Run("digits", "resnet18", "lion", 0)) is None, "swept lr"

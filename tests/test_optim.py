@@ -39,6 +39,7 @@ from infoopt.optim import (
 )
 from infoopt.optim.base import UNIT
 from infoopt.optim.lion import dense_multipliers
+from infoopt.records import RunSpec
 from infoopt.seeding import derive_seed, generator
 
 FAMILY = ("lion", "lion_tanh", "lion_bayes", "lion_soft")
@@ -790,7 +791,7 @@ TORCH_OPTIMIZERS = sorted(
 @pytest.mark.parametrize("name", TORCH_OPTIMIZERS)
 def test_every_torch_optimizer_trains_by_its_import_path(name):
     algorithm = f"torch.optim.{name}"
-    spec = {"algorithm": algorithm, "hparams": optimizer_factory(algorithm).resolve({})}
+    spec = optimizer_run_spec(algorithm, optimizer_factory(algorithm).resolve({}))
     model, optimizer, _ = tiny_trajectory(lambda m: build_run_optimizer(spec, m), 2)
     assert type(optimizer) is getattr(torch.optim, name)
     assert all(torch.isfinite(p).all() for p in model.parameters())
@@ -860,7 +861,22 @@ def group_spec(groups):
         }
         for name, rule in groups.items()
     }
-    return {"algorithm": "+", "hparams": {}, "groups": resolved}
+    return optimizer_run_spec("+", {}, resolved)
+
+
+def optimizer_run_spec(algorithm, hparams, groups=None):
+    """A run's spec with these optimizer fields (the others do not build an optimizer)."""
+    return RunSpec(
+        dataset="digits",
+        arch="tiny",
+        seed=0,
+        model={},
+        optimizer="test",
+        algorithm=algorithm,
+        hparams=hparams,
+        training={},
+        groups=groups,
+    )
 
 
 def tiny_trajectory(make_optimizer, steps, model=None, scheduler_of=None):
@@ -889,7 +905,7 @@ def test_a_grouped_optimizer_steps_like_its_members_alone():
     def separate(model):
         hidden = [model.hidden.weight]
         rest = [p for n, p in model.named_parameters() if n != "hidden.weight"]
-        muon = torch.optim.Muon(hidden, **spec["groups"]["hidden"]["hparams"])
+        muon = torch.optim.Muon(hidden, **spec.groups["hidden"]["hparams"])
         adamw = build_optimizer("adamw", rest)
         return GroupedOptimizer({"hidden": muon, "rest": adamw}, {})
 
@@ -944,7 +960,7 @@ def test_a_grouped_optimizer_resumes_bit_for_bit_under_a_schedule():
 def test_deployed_weights_are_the_eval_modes_and_training_goes_on():
     import schedulefree
 
-    spec = {"algorithm": "schedulefree.AdamWScheduleFree", "hparams": {"lr": 1e-2}}
+    spec = optimizer_run_spec("schedulefree.AdamWScheduleFree", {"lr": 1e-2})
     model, optimizer, _ = tiny_trajectory(lambda m: build_run_optimizer(spec, m), 4)
     assert isinstance(optimizer, schedulefree.AdamWScheduleFree)
     training = [p.detach().clone() for p in model.parameters()]

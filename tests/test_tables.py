@@ -90,6 +90,7 @@ def test_collect_runs_reads_records_and_histories(tmp_path):
         "arch": "vit",
         "optimizer": "sgd",
         "seed": 3,
+        "model": {},
         "algorithm": "sgd",
         "hparams": {"lr": 0.1},
         "training": {"epochs": 2},
@@ -98,6 +99,8 @@ def test_collect_runs_reads_records_and_histories(tmp_path):
         "status": "ok",
         "spec": spec,
         "total_steps": 4,
+        "steps_per_epoch": 2,
+        "steps_done": 4,
         "wall_seconds": 1.5,
         "provenance": {"device_name": "cpu", "git_commit": "abc", "packages": {"torch": "2"}},
         "checkpoints": [
@@ -160,8 +163,10 @@ def test_runs_record_the_optimizer_package_and_the_group_of_each_block(tmp_path)
         run.mkdir()
         record = {
             "status": "ok",
-            "spec": keys | {"optimizer": name, "training": {"epochs": 1}} | optimizer,
+            "spec": keys | {"optimizer": name, "model": {}, "training": {"epochs": 1}} | optimizer,
             "total_steps": 1,
+            "steps_per_epoch": 1,
+            "steps_done": 1,
             "wall_seconds": 1.0,
             "provenance": {"device_name": "cpu", "git_commit": "abc", "packages": {}},
             "checkpoints": [{"progress": 1.0, "step": 1, "epoch": 1.0, "status": "ok"}],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import math
 import os
@@ -19,6 +18,7 @@ from conftest import REPO, SCHEMA, resumable_step
 from infoopt.checkpoint import load_checkpoint
 from infoopt.cli import main
 from infoopt.config import Run, init_spec, run_spec
+from infoopt.records import RunSpec
 from infoopt.train import checkpoint_steps, lr_factor, train_run
 from infoopt.validate import validate_config
 
@@ -70,7 +70,7 @@ def test_run_outputs(smoke_config, digits_npz, tmp_path):
     config, spec = make_spec(smoke_config, epochs=2)
     init = init_file(config, spec, tmp_path)
     out = tmp_path / "run"
-    assert train_run(spec, init, digits_npz, out, CPU) == "ok"
+    assert train_run(RunSpec.from_dict(spec), init, digits_npz, out, CPU) == "ok"
 
     record = json.loads((out / "run.json").read_text())
     steps_per_epoch = 1437 // spec["training"]["batch_size"]
@@ -96,7 +96,7 @@ def test_same_seed_is_bit_identical_and_seeds_differ(smoke_config, digits_npz, t
     config, spec = make_spec(smoke_config, arch="vit", optimizer="adam", epochs=1)
     init = init_file(config, spec, tmp_path)
     for name in ("a", "b"):
-        train_run(spec, init, digits_npz, tmp_path / name, CPU)
+        train_run(RunSpec.from_dict(spec), init, digits_npz, tmp_path / name, CPU)
     assert_same_weights(weights(tmp_path / "a/ckpt/1.00.pt"), weights(tmp_path / "b/ckpt/1.00.pt"))
 
     _, other = make_spec(smoke_config, arch="vit", optimizer="adam", seed=1, epochs=1)
@@ -111,7 +111,7 @@ def test_every_optimizer_of_an_arch_starts_from_the_shared_init(smoke_config, di
     _, adam = make_spec(smoke_config, optimizer="adam", epochs=1)
     init = init_file(config, sgd, tmp_path)
     for spec in (sgd, adam):
-        train_run(spec, init, digits_npz, tmp_path / spec["optimizer"], CPU)
+        train_run(RunSpec.from_dict(spec), init, digits_npz, tmp_path / spec["optimizer"], CPU)
     start = [load_checkpoint(tmp_path / f"{o}/ckpt/0.00.pt") for o in ("sgd", "adam")]
     assert_same_weights(start[0]["state_dict"], start[1]["state_dict"])
     assert start[0]["metrics"] == start[1]["metrics"]
@@ -128,7 +128,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_weights(
     init = init_file(config, spec, tmp_path)
     # Bit-identical only at the same thread count: a parallel reduction's order depends on it.
     torch.set_num_threads(1)
-    train_run(spec, init, digits_npz, tmp_path / "whole", CPU)
+    train_run(RunSpec.from_dict(spec), init, digits_npz, tmp_path / "whole", CPU)
 
     out = tmp_path / "killed"
     command = [
@@ -182,26 +182,20 @@ def test_resume_state_of_another_configuration_is_discarded(smoke_config, digits
     out = tmp_path / "run"
     stale = dict(spec, hparams={**spec["hparams"], "lr": 0.5})
     (out / ".partial").mkdir(parents=True)
-    torch.save({"spec": stale, "progress": {"step": 10**6}}, out / ".partial" / "resume.pt")
-    assert train_run(spec, init, digits_npz, out, CPU) == "ok"
+    torch.save({"spec": stale, "state": {"step": 10**6}}, out / ".partial" / "resume.pt")
+    assert train_run(RunSpec.from_dict(spec), init, digits_npz, out, CPU) == "ok"
     assert json.loads((out / "run.json").read_text())["steps_done"] == 1437 // 64
 
 
-def test_resume_state_with_its_progress_in_a_dict_is_read(smoke_config, digits_npz, tmp_path):
-    """A resume state saved before Progress was a class holds its fields in a dict."""
+def test_an_unreadable_resume_state_is_discarded(smoke_config, digits_npz, tmp_path, capsys):
     config, spec = make_spec(smoke_config, epochs=1)
     init = init_file(config, spec, tmp_path)
-    state = tmp_path / "state"
-    train_run(spec, init, digits_npz, tmp_path / "whole", CPU, state_dir=state)
-    saved = torch.load(state / "resume.pt", weights_only=False)
-    torch.save(saved | {"progress": dataclasses.asdict(saved["progress"])}, state / "resume.pt")
-    assert train_run(spec, init, digits_npz, tmp_path / "resumed", CPU, state_dir=state) == "ok"
-    records = [json.loads((tmp_path / f"{n}/run.json").read_text()) for n in ("whole", "resumed")]
-    for key in ("steps_done", "checkpoints"):
-        assert records[0][key] == records[1][key], key
-    pd.testing.assert_frame_equal(
-        pd.read_csv(tmp_path / "resumed/history.csv"), pd.read_csv(tmp_path / "whole/history.csv")
-    )
+    out = tmp_path / "run"
+    (out / ".partial").mkdir(parents=True)
+    torch.save({"spec": spec, "progress": {"step": 10**6}}, out / ".partial" / "resume.pt")
+    assert train_run(RunSpec.from_dict(spec), init, digits_npz, out, CPU) == "ok"
+    assert "cannot be read" in capsys.readouterr().err
+    assert json.loads((out / "run.json").read_text())["steps_done"] == 1437 // 64
 
 
 def test_divergence_stops_cleanly_and_marks_checkpoints(smoke_config, digits_npz, tmp_path):
@@ -209,7 +203,7 @@ def test_divergence_stops_cleanly_and_marks_checkpoints(smoke_config, digits_npz
     spec["hparams"]["lr"] = 1.0e8
     init = init_file(config, spec, tmp_path)
     out = tmp_path / "run"
-    assert train_run(spec, init, digits_npz, out, CPU) == "diverged"
+    assert train_run(RunSpec.from_dict(spec), init, digits_npz, out, CPU) == "diverged"
 
     record = json.loads((out / "run.json").read_text())
     assert record["status"] == "diverged" and record["steps_done"] < record["total_steps"]
@@ -232,4 +226,65 @@ def test_init_of_another_model_is_refused(smoke_config, digits_npz, tmp_path):
     _, vit = make_spec(smoke_config, arch="vit", epochs=1)
     wrong_init = init_file(config, vit, tmp_path)
     with pytest.raises(ValueError, match="rerun `infoopt init`"):
-        train_run(spec, wrong_init, digits_npz, tmp_path / "run", CPU)
+        train_run(RunSpec.from_dict(spec), wrong_init, digits_npz, tmp_path / "run", CPU)
+
+
+def test_a_run_under_another_name_is_restored_relabelled_not_trained(
+    smoke_config, digits_npz, tmp_path, capsys, monkeypatch
+):
+    """A grid point at an optimizer's own settings is that optimizer's run: trained and
+    measured once, its files placed under the other name with that name inside."""
+    import infoopt.train
+    from infoopt.store import Store
+
+    config, spec = make_spec(smoke_config, epochs=1)
+    spec["training"]["checkpoints"] = [0.0, 1.0]
+    init = init_file(config, spec, tmp_path)
+    point = dict(spec, optimizer="sgd-batch_size64-lr0p1")
+    steps = []
+    train_step = infoopt.train.train_step
+    monkeypatch.setattr(
+        infoopt.train, "train_step", lambda *args: steps.append(1) or train_step(*args)
+    )
+
+    def train(run_spec, out):
+        args = ["train", "--spec", json.dumps(run_spec), "--init", str(init)]
+        assert main([*args, "--data", str(digits_npz), "--out-dir", str(out)]) == 0
+        return capsys.readouterr().out
+
+    assert "stored as" in train(spec, tmp_path / "sgd")
+    trained = len(steps)
+    assert trained == 1437 // 64
+    log = train(point, tmp_path / "point")
+    assert "restored from the store" in log and "trained as sgd" in log
+    assert len(steps) == trained, "the second name took no training step"
+
+    record = json.loads((tmp_path / "point/run.json").read_text())
+    assert record["spec"] == point
+    for progress in ("0.00", "1.00"):
+        first, second = (
+            load_checkpoint(tmp_path / f"{o}/ckpt/{progress}.pt") for o in ("sgd", "point")
+        )
+        assert (first["optimizer"], second["optimizer"]) == ("sgd", point["optimizer"])
+        assert_same_weights(first["state_dict"], second["state_dict"])
+        assert first["metrics"] == second["metrics"]
+    (entry,) = Store(tmp_path / "store").entries()
+    (tmp_path / "sgd/run.json").unlink()
+    assert entry.in_use(), "the relabelled copies are a use of the entry"
+
+    # Its Hessian too is measured once: the relabelled checkpoint has the same key.
+    hessian = ["--data", str(digits_npz), "--eval-size", "16", "--max-k", "4", "--probes", "1"]
+    hessian += ["--lanczos-max-iter", "3", "--device", "cpu"]
+    tables = {}
+    for name in ("sgd", "point"):
+        out = tmp_path / f"{name}.parquet"
+        assert (
+            main(["hessian", str(tmp_path / f"{name}/ckpt/1.00.pt"), *hessian, "--out", str(out)])
+            == 0
+        )
+        tables[name] = pd.read_parquet(out)
+    assert "restored from the store" in capsys.readouterr().out
+    assert set(tables["point"]["optimizer"]) == {point["optimizer"]}
+    pd.testing.assert_frame_equal(
+        tables["point"].drop(columns="optimizer"), tables["sgd"].drop(columns="optimizer")
+    )

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from infoopt.records import RunRecord, RunSpec
+
 RUN_KEYS = ["dataset", "arch", "optimizer", "seed"]
 PROVENANCE_PACKAGES = ["torch", "cuda", "numpy", "pandas", "snakemake", "infoopt"]
 CHECKPOINT_METRICS = ["test_accuracy", "test_loss", "train_accuracy", "train_loss"]
@@ -23,16 +25,12 @@ HESSIAN_METRICS = {
 }
 
 
-def read_run_record(run_dir: str | Path) -> dict:
+def read_run_record(run_dir: str | Path) -> RunRecord:
     """A run's ``run.json`` (written by ``infoopt train``); a ValueError names an unreadable one."""
-    path = Path(run_dir) / "run.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as error:
-        raise ValueError(f"{path}: cannot read the run's record: {error}") from error
+    return RunRecord.read(Path(run_dir) / "run.json")
 
 
-def optimizer_package(spec: dict) -> str:
+def optimizer_package(spec: RunSpec) -> str:
     """The distribution and version of each algorithm the run named by import path (``torch
     2.14.1``); ``infoopt`` for ours; a module no distribution provides is named by its path."""
 
@@ -44,7 +42,9 @@ def optimizer_package(spec: dict) -> str:
             return f"{fields['algorithm']} (no distribution)"
         return f"{package['distribution']} {package['version']}"
 
-    parts = [one(group) for group in spec.get("groups", {}).values()] or [one(spec)]
+    parts = [one(group) for group in (spec.groups or {}).values()] or [
+        one({"algorithm": spec.algorithm, "package": spec.package})
+    ]
     return ", ".join(dict.fromkeys(parts))
 
 
@@ -67,21 +67,19 @@ def collect_runs(run_dirs: Iterable[str | Path]) -> dict[str, pd.DataFrame]:
     runs, training, history = [], [], []
     for run_dir in map(Path, run_dirs):
         record = read_run_record(run_dir)
-        keys = {key: record["spec"][key] for key in RUN_KEYS}
-        provenance = record["provenance"]
+        keys = {key: getattr(record.spec, key) for key in RUN_KEYS}
+        provenance = record.provenance
         runs.append(
             keys
             | {
-                "status": record["status"],
-                "algorithm": record["spec"]["algorithm"],
-                "hparams": json.dumps(
-                    record["spec"].get("groups") or record["spec"]["hparams"], sort_keys=True
-                ),
-                "optimizer_package": optimizer_package(record["spec"]),
-                "parameter_groups": json.dumps(record.get("parameter_groups"), sort_keys=True),
-                "epochs": record["spec"]["training"]["epochs"],
-                "total_steps": record["total_steps"],
-                "wall_seconds": record["wall_seconds"],
+                "status": record.status,
+                "algorithm": record.spec.algorithm,
+                "hparams": json.dumps(record.spec.groups or record.spec.hparams, sort_keys=True),
+                "optimizer_package": optimizer_package(record.spec),
+                "parameter_groups": json.dumps(record.parameter_groups, sort_keys=True),
+                "epochs": record.spec.training["epochs"],
+                "total_steps": record.total_steps,
+                "wall_seconds": record.wall_seconds,
                 "device": provenance["device_name"],
                 "host": provenance.get("host"),
                 "git_commit": provenance["git_commit"],
@@ -89,7 +87,7 @@ def collect_runs(run_dirs: Iterable[str | Path]) -> dict[str, pd.DataFrame]:
             }
             | {name: provenance["packages"].get(name) for name in PROVENANCE_PACKAGES}
         )
-        for checkpoint in record["checkpoints"]:
+        for checkpoint in record.checkpoints:
             for metric in CHECKPOINT_METRICS:
                 training.append(
                     keys

@@ -91,15 +91,15 @@ def _check_references(config: dict) -> None:
 
 
 def _check_checkpoints(checkpoints: list[float]) -> None:
-    from infoopt.checkpoint import progress_label
+    from infoopt.labels import clashing_labels, progress_label
 
     where = "config key training.checkpoints"
     if checkpoints != sorted(checkpoints):
         raise ConfigError(f"{where}: must be in increasing order, got {checkpoints}")
     if 1.0 not in checkpoints:
         raise ConfigError(f"{where}: must contain 1.0, the end of training, got {checkpoints}")
-    labels = [progress_label(p) for p in checkpoints]
-    if len(set(labels)) != len(labels):
+    if clashing_labels(checkpoints, progress_label):
+        labels = [progress_label(p) for p in checkpoints]
         raise ConfigError(
             f"{where}: {checkpoints} name the same file at two decimals ({labels}); "
             "checkpoints must differ by at least 0.01"
@@ -309,7 +309,8 @@ def init_spec(config: dict, dataset: str, arch: str, seed: int) -> dict[str, Any
 
 
 def run_spec(config: dict, run: Run) -> dict[str, Any]:
-    """Everything ``infoopt train`` needs to know about one run, as plain JSON values."""
+    """Everything ``infoopt train`` needs to know about one run: the dict form of its
+    :class:`~infoopt.records.RunSpec`."""
     arch = config["archs"][run.arch]
     opt = config["optimizers"][run.optimizer]
     training = (
@@ -326,7 +327,8 @@ def run_spec(config: dict, run: Run) -> dict[str, Any]:
 
 
 def parse_spec(text: str) -> dict[str, Any]:
-    """A run spec given on the command line: JSON text, or the path of a JSON or YAML file."""
+    """The value of a command's ``--spec`` (a run's spec, an initial state's, the Hessian's
+    options): JSON text, or the path of a JSON or YAML file."""
     if text.lstrip().startswith("{"):
         return json.loads(text)
     path = Path(text)

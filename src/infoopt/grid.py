@@ -26,21 +26,18 @@ import itertools
 from collections.abc import Mapping, Sequence
 
 from infoopt.config import ConfigError
+from infoopt.labels import clashing_labels, wildcard_label
 
 # The axes that are training settings; every other axis is a hyper-parameter of the algorithm.
 TRAINING_AXES = ("batch_size",)
 
 
-def value_label(value: float) -> str:
-    """The name form of an axis value, 6 significant digits, wildcard-safe (no dot, no plus):
-    0.1 -> '0p1', 5e-4 -> '0p0005', 1e-05 -> '1e-05', 128 -> '128'."""
-    return f"{value:.6g}".replace(".", "p").replace("+", "")
-
-
 def point_name(optimizer: str, point: Mapping[str, float]) -> str:
     """The optimizer name of a grid point: ``optimizer`` and each axis with its value, axes in
     alphabetical order."""
-    return "-".join([optimizer, *(f"{axis}{value_label(point[axis])}" for axis in sorted(point))])
+    return "-".join(
+        [optimizer, *(f"{axis}{wildcard_label(point[axis])}" for axis in sorted(point))]
+    )
 
 
 def grid_points(optimizer: str, axes: Mapping[str, Sequence[float]]) -> dict[str, dict]:
@@ -105,8 +102,7 @@ def _check_axes(where: str, optimizer: dict, axes: Mapping[str, Sequence[float]]
     for axis, values in axes.items():
         if axis not in valid:
             raise ConfigError(f"{where}.{axis}: unknown axis; valid: {', '.join(valid)}")
-        labels = [value_label(value) for value in values]
-        if len(set(labels)) != len(labels):
+        if clashing_labels(values, wildcard_label):
             raise ConfigError(
                 f"{where}.{axis}: values {values} coincide at 6 significant digits, "
                 "which the run names keep"

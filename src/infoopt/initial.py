@@ -8,7 +8,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from infoopt.checkpoint import save_checkpoint
+from infoopt.checkpoint import CheckpointHeader, save_checkpoint
 from infoopt.models import build_model
 from infoopt.seeding import derive_seed
 
@@ -20,16 +20,16 @@ def save_initial_weights(spec: dict[str, Any], path: str | os.PathLike) -> nn.Mo
     """
     torch.manual_seed(derive_seed(spec["seed"], "init"))
     model = build_model(**spec["model"])
-    save_checkpoint(
-        {key: spec[key] for key in ("dataset", "arch", "seed", "model")}
-        | {
-            "optimizer": None,
-            "status": "ok",
-            "progress": 0.0,
-            "step": 0,
-            "state_dict": model.state_dict(),
-            "metrics": {},
-        },
-        path,
+    header = CheckpointHeader(
+        dataset=spec["dataset"],
+        arch=spec["arch"],
+        optimizer=None,
+        seed=spec["seed"],
+        model=spec["model"],
+        status="ok",
+        progress=0.0,
+        step=0,
+        metrics={},
     )
+    save_checkpoint(header.to_dict() | {"state_dict": model.state_dict()}, path)
     return model

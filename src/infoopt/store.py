@@ -22,6 +22,12 @@ sees them as new. Copies, not hard links: an output edited in place must not cha
 result, and Snakemake refuses to replace read-only outputs, so the stored files (read-only) and
 the placed ones (ordinary files) stay apart. The store thus doubles the disk use of the results
 it holds; ``infoopt store prune`` removes the entries nothing uses.
+
+A result's key leaves out the name an experiment gives its optimizer (a label, not what is
+computed), so runs that differ only in that name are computed once. The files that carry the
+name (a run's checkpoints and ``run.json``, a Hessian table) are placed relabelled for the
+destination's name (:data:`Relabel`); the record keeps the SHA-256 of each relabelled copy
+under ``relabelled`` (target path -> SHA-256), so such a copy counts as a use of the entry.
 """
 
 from __future__ import annotations
@@ -45,6 +51,12 @@ from infoopt.digest import file_digest, value_digest
 NUMERICS = {"train": 1, "hessian": 1}
 RECORD = "entry.json"
 DEFAULT_ROOT = "results/store"
+
+
+# (file name in the entry, stored file, target): write the stored file at ``target`` relabelled
+# for the destination's name and return True, or return False if it carries that name already
+# (then it is copied as it is).
+Relabel = Callable[[str, Path, Path], bool]
 
 
 class StoreError(RuntimeError):
@@ -93,9 +105,10 @@ class Entry:
         return any(self._placed_at(targets) for targets in self.record["destinations"])
 
     def _placed_at(self, targets: Mapping[str, str]) -> bool:
+        relabelled = self.record.get("relabelled", {})
         for name, target in targets.items():
             try:
-                if file_digest(target) != self.files[name]["sha256"]:
+                if file_digest(target) != relabelled.get(target, self.files[name]["sha256"]):
                     return False
             except FileNotFoundError:
                 return False
@@ -174,16 +187,26 @@ class Store:
         shutil.rmtree(self.partial(kind, key), ignore_errors=True)
         return Entry(target, record)
 
-    def restore(self, entry: Entry, targets: Mapping[str, str | os.PathLike]) -> None:
+    def restore(
+        self,
+        entry: Entry,
+        targets: Mapping[str, str | os.PathLike],
+        relabel: Relabel | None = None,
+    ) -> None:
         """Place the entry's files (verified first) at ``targets`` (file name in the entry ->
-        path), with the current time, and record where."""
+        path), with the current time, relabelled where ``relabel`` says so, and record where."""
         entry.verify()
+        relabelled = entry.record.setdefault("relabelled", {})
         for name, target in targets.items():
-            publish(entry.path / name, target, link=False)
+            if relabel is not None and relabel(name, entry.path / name, Path(target)):
+                relabelled[str(target)] = file_digest(target)
+            else:
+                publish(entry.path / name, target, link=False)
+                relabelled.pop(str(target), None)
         placed = {name: str(target) for name, target in targets.items()}
         if placed not in entry.record["destinations"]:
             entry.record["destinations"].append(placed)
-            write_json(entry.record, entry.path / RECORD)
+        write_json(entry.record, entry.path / RECORD)
 
     def entries(self) -> list[Entry]:
         """Every complete entry, oldest first."""
@@ -225,11 +248,13 @@ def run_stored(
     description: Mapping[str, Any],
     compute: Callable[[Path, Path], None],
     targets: Callable[[Entry], Mapping[str, str | os.PathLike]],
+    relabel: Relabel | None = None,
 ) -> tuple[Entry, bool]:
     """Place result (kind, key) from the store if it is there, else from
     ``compute(result_dir, state_dir)``, which writes the result's files under ``result_dir``
     and may keep the state it resumes from under ``state_dir``. ``targets(entry)`` says where
-    each file goes. Returns (entry, whether it was restored)."""
+    each file goes, ``relabel`` which to relabel for the destination's name. Returns (entry,
+    whether it was restored)."""
     with store.claim(kind, key) as entry:
         restored = entry is not None
         if entry is None:
@@ -238,5 +263,5 @@ def run_stored(
             shutil.rmtree(result, ignore_errors=True)
             compute(result, partial / "state")
             entry = store.commit(kind, key, result, description)
-        store.restore(entry, targets(entry))
+        store.restore(entry, targets(entry), relabel)
     return entry, restored

@@ -25,19 +25,17 @@ from typing import Any
 
 from infoopt.collect import read_run_record
 from infoopt.config import ConfigError, Run, run_spec
+from infoopt.labels import clashing_labels, number_label
+from infoopt.records import RunRecord
 
 # The sweep of one (dataset, arch, optimizer).
 SWEEP_DIR = "results/sweep/{dataset}/{arch}/{optimizer}"
-# A candidate's run directory (ckpt/1.00.pt, history.csv, run.json), {lr} as lr_label writes it.
+# A candidate's run directory (ckpt/1.00.pt, history.csv, run.json), {lr} as number_label
+# writes it.
 SWEEP_RUN = f"{SWEEP_DIR}/lr{{lr}}/seed{{seed}}"
 # The selected hyper-parameters of (dataset, arch, optimizer).
 SELECTION = f"{SWEEP_DIR}/selected.json"
 CRITERION = "highest final validation accuracy; ties: lower validation loss, then smaller lr"
-
-
-def lr_label(lr: float) -> str:
-    """The file-name form of a learning rate, 6 significant digits: 3e-05, 0.0003, 0.1."""
-    return f"{lr:.6g}"
 
 
 @dataclass(frozen=True)
@@ -76,7 +74,7 @@ def candidate_lrs(config: dict, dataset: str, arch: str, optimizer: str) -> list
     if sweep is None:
         return []
     center = configured_lr(config, dataset, arch, optimizer)
-    return [float(lr_label(center * multiplier)) for multiplier in sweep["multipliers"]]
+    return [float(number_label(center * multiplier)) for multiplier in sweep["multipliers"]]
 
 
 def _swept(config: dict) -> dict[tuple[str, str, str], tuple[str, dict | None]]:
@@ -107,7 +105,7 @@ def check_sweeps(config: dict) -> None:
         if sweep is None:
             continue
         lrs = candidate_lrs(config, dataset, arch, optimizer)
-        if len(set(lrs)) != len(lrs):
+        if clashing_labels(lrs, number_label):
             raise ConfigError(
                 f"config key experiments.{name}.lr_sweep.multipliers: candidate lrs of "
                 f"{optimizer} on {arch} coincide at 6 significant digits: {lrs}"
@@ -127,7 +125,7 @@ def sweep_runs(config: dict, experiment: str) -> list[SweepRun]:
     if sweep is None:
         return []
     return [
-        SweepRun(exp["dataset"], arch, optimizer, lr_label(lr), sweep["seed"])
+        SweepRun(exp["dataset"], arch, optimizer, number_label(lr), sweep["seed"])
         for arch in exp["archs"]
         for optimizer in exp["optimizers"]
         for lr in candidate_lrs(config, exp["dataset"], arch, optimizer)
@@ -140,7 +138,7 @@ def candidate_runs(config: dict, dataset: str, arch: str, optimizer: str) -> lis
     if sweep is None:
         raise ConfigError(f"no experiment sweeps the lr of {optimizer} on {dataset}/{arch}")
     return [
-        SweepRun(dataset, arch, optimizer, lr_label(lr), sweep["seed"])
+        SweepRun(dataset, arch, optimizer, number_label(lr), sweep["seed"])
         for lr in candidate_lrs(config, dataset, arch, optimizer)
     ]
 
@@ -174,12 +172,12 @@ def selection_file(config: dict, run: Run) -> str | None:
     return selection_path(run.dataset, run.arch, run.optimizer)
 
 
-def _candidate(run_dir: Path, record: dict) -> dict[str, Any]:
-    final = [c for c in record["checkpoints"] if c["progress"] == 1.0]
-    ok = record["status"] == "ok" and final and final[0]["status"] == "ok"
+def _candidate(run_dir: Path, record: RunRecord) -> dict[str, Any]:
+    final = [c for c in record.checkpoints if c["progress"] == 1.0]
+    ok = record.status == "ok" and final and final[0]["status"] == "ok"
     return {
-        "lr": record["spec"]["hparams"]["lr"],
-        "status": record["status"],
+        "lr": record.spec.hparams["lr"],
+        "status": record.status,
         "val_accuracy": final[0]["test_accuracy"] if ok else math.nan,
         "val_loss": final[0]["test_loss"] if ok else math.nan,
         "run": str(run_dir),
@@ -191,24 +189,22 @@ def select_lr(run_dirs: Iterable[str | Path]) -> dict[str, Any]:
     records = {Path(d): read_run_record(d) for d in run_dirs}
     if not records:
         raise ValueError("no sweep runs to select from")
-    keys = {
-        tuple(r["spec"][k] for k in ("dataset", "arch", "optimizer", "seed"))
-        for r in records.values()
-    }
+    keys = {(r.spec.dataset, r.spec.arch, r.spec.optimizer, r.spec.seed) for r in records.values()}
     if len(keys) != 1:
         raise ValueError(
             f"sweep runs of different (dataset, arch, optimizer, seed): {sorted(keys)}"
         )
     for run_dir, record in records.items():
-        if "holdout" not in record["spec"]["training"]:
+        if "holdout" not in record.spec.training:
             raise ValueError(f"{run_dir} is not a sweep run: it has no held-out split")
     dataset, arch, optimizer, seed = keys.pop()
     candidates = sorted((_candidate(d, r) for d, r in records.items()), key=lambda c: c["lr"])
     finished = [c for c in candidates if math.isfinite(c["val_accuracy"])]
     if not finished:
+        lrs = ", ".join(number_label(c["lr"]) for c in candidates)
         raise ValueError(
-            f"every candidate lr of {optimizer} on {dataset}/{arch} diverged "
-            f"({', '.join(lr_label(c['lr']) for c in candidates)}); lower the sweep's multipliers"
+            f"every candidate lr of {optimizer} on {dataset}/{arch} diverged ({lrs}); "
+            "lower the sweep's multipliers"
         )
     best = max(finished, key=lambda c: (c["val_accuracy"], -c["val_loss"], -c["lr"]))
     lrs = [c["lr"] for c in candidates]

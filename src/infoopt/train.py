@@ -10,11 +10,14 @@ While running, everything lives in a state folder (``<out_dir>/.partial/`` unles
 ``infoopt train`` command keeps it in the result store, :mod:`infoopt.store`, beside the run's
 key); the declared outputs (``ckpt/*.pt``, ``history.csv``, ``run.json``) are moved into place
 only when the run ends, because Snakemake deletes the outputs of a failed job before retrying it.
+
+:class:`Trainer` is the loop and its measurements; :class:`RunFiles` writes what it saves.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import math
 import shutil
 import sys
@@ -29,14 +32,15 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from infoopt.atomic import publish, save_torch, write_json, write_table
-from infoopt.checkpoint import load_checkpoint, progress_label, save_checkpoint
+from infoopt.checkpoint import CheckpointHeader, load_checkpoint, save_checkpoint
 from infoopt.data import TrainLoader, eval_batches, holdout_split, load_prepared
-from infoopt.data.arrays import array_digest
+from infoopt.labels import progress_label
 from infoopt.models import build_model
 from infoopt.optim import build_run_optimizer, deployed, parameter_groups
 from infoopt.provenance import provenance
+from infoopt.records import RunRecord, RunSpec
 from infoopt.seeding import derive_seed
-from infoopt.store import result_key
+from infoopt.stored_runs import result_spec
 
 HISTORY_COLUMNS = [
     "epoch",
@@ -50,8 +54,37 @@ HISTORY_COLUMNS = [
 ]
 
 
+@dataclass
+class ResumeState:
+    """Where a run stands: everything besides the weights, the optimizer and the schedule that a
+    resumed run needs (saved in ``resume.pt`` as a dict, under ``state``)."""
+
+    step: int
+    seconds: float
+    # Per-epoch accumulators stay on the device: reading them every step would stall a GPU.
+    loss_sum: torch.Tensor
+    correct: torch.Tensor
+    seen: int
+    history: list[dict[str, float]] = field(default_factory=list)
+    checkpoints: list[dict[str, Any]] = field(default_factory=list)
+
+    @classmethod
+    def fresh(cls, device: torch.device) -> ResumeState:
+        """The state of a run that has not taken a step."""
+        return cls(
+            step=0,
+            seconds=0.0,
+            loss_sum=torch.zeros((), device=device),
+            correct=torch.zeros((), device=device, dtype=torch.int64),
+            seen=0,
+        )
+
+
 @dataclass(frozen=True)
-class RunPaths:
+class RunFiles:
+    """Where a run's files go, and their writing: the resume state and the checkpoints in the
+    state folder while it runs, then the outputs in ``out_dir``."""
+
     out_dir: Path
     partial: Path
 
@@ -71,31 +104,47 @@ class RunPaths:
     def run_json(self) -> Path:
         return self.out_dir / "run.json"
 
-
-@dataclass
-class Progress:
-    """Where a run stands: everything besides the weights, the optimizer and the schedule that a
-    resumed run needs (saved in ``resume.pt`` under ``progress``)."""
-
-    step: int
-    seconds: float
-    # Per-epoch accumulators stay on the device: reading them every step would stall a GPU.
-    loss_sum: torch.Tensor
-    correct: torch.Tensor
-    seen: int
-    history: list[dict[str, float]] = field(default_factory=list)
-    checkpoints: list[dict[str, Any]] = field(default_factory=list)
-
-    @classmethod
-    def fresh(cls, device: torch.device) -> Progress:
-        """The progress of a run that has not taken a step."""
-        return cls(
-            step=0,
-            seconds=0.0,
-            loss_sum=torch.zeros((), device=device),
-            correct=torch.zeros((), device=device, dtype=torch.int64),
-            seen=0,
+    def save_resume(self, spec: RunSpec, modules: dict[str, Any], state: ResumeState) -> None:
+        """Save what a killed run resumes from: ``modules`` (name -> object with a state_dict)
+        and ``state``, under the run's spec."""
+        save_torch(
+            {"spec": spec.to_dict(), "state": dataclasses.asdict(state)}
+            | {name: module.state_dict() for name, module in modules.items()},
+            self.resume,
         )
+
+    def load_resume(self, spec: RunSpec, device: torch.device) -> dict[str, Any] | None:
+        """The saved resume state of the run ``spec``, or None (a state of another run, or one
+        that cannot be read, is removed: the run starts afresh)."""
+        if not self.resume.exists():
+            return None
+        try:
+            saved = torch.load(self.resume, map_location=device, weights_only=False)
+            ours = result_spec(RunSpec.from_dict(saved["spec"])) == result_spec(spec)
+            if ours:
+                saved["state"] = ResumeState(**saved["state"])
+        except Exception as error:  # an unreadable state is lost progress, not a failed run
+            reason = f"cannot be read ({error!r})"
+        else:
+            if ours:
+                return saved
+            reason = "belongs to another run"
+        print(f"{self.resume} {reason}; starting afresh", file=sys.stderr)
+        shutil.rmtree(self.partial)
+        return None
+
+    def write_checkpoint(self, header: CheckpointHeader, weights: dict | None) -> None:
+        save_checkpoint(
+            header.to_dict() | {"state_dict": weights}, self.checkpoint(header.progress, False)
+        )
+
+    def publish(self, progresses: list[float], history: pd.DataFrame, record: RunRecord) -> None:
+        """Move the checkpoints into place, write the history and ``run.json`` (last: it marks
+        the end)."""
+        for progress in progresses:
+            publish(self.checkpoint(progress, final=False), self.checkpoint(progress))
+        write_table(history, self.history)
+        write_json(record.to_dict(), self.run_json)
 
 
 def checkpoint_steps(fractions: list[float], total_steps: int) -> dict[float, int]:
@@ -161,15 +210,15 @@ def evaluate(model, prepared, split: str, batch_size: int, amp_dtype, device, ch
 
 
 class Trainer:
-    """One run: its model, optimizer, schedule, data and progress.
+    """One run: its model, optimizer, schedule and data, the loop and its measurements.
 
-    ``state`` (a :class:`Progress`) holds everything besides the weights and the optimizer
-    that a resumed run needs.
+    ``state`` (a :class:`ResumeState`) holds everything besides the weights and the optimizer
+    that a resumed run needs; ``files`` writes what the run saves.
     """
 
     def __init__(
         self,
-        spec: dict[str, Any],
+        spec: RunSpec,
         init_path: str | Path,
         data_path: str | Path,
         out_dir: str | Path,
@@ -178,24 +227,15 @@ class Trainer:
     ) -> None:
         self.spec = spec
         out_dir = Path(out_dir)
-        self.paths = RunPaths(out_dir, Path(state_dir) if state_dir else out_dir / ".partial")
+        self.files = RunFiles(out_dir, Path(state_dir) if state_dir else out_dir / ".partial")
         # A given state folder belongs to the caller (the store removes it once the result is
         # filed: a job killed in between resumes at its end instead of starting afresh).
         self.owns_state = state_dir is None
         self.device = device
-        self.training = training = spec["training"]
+        self.training = training = spec.training
         self.amp_dtype, self.channels_last = resolve_execution(training, device)
 
-        init = load_checkpoint(init_path)
-        if init["model"] != spec["model"]:
-            raise ValueError(
-                f"{init_path} holds a {init['model']} model but the run asks for "
-                f"{spec['model']}; rerun `infoopt init` for this architecture"
-            )
-        self.model = build_model(**spec["model"]).to(device)
-        self.model.load_state_dict(init["state_dict"])
-        if self.channels_last:
-            self.model = self.model.to(memory_format=torch.channels_last)
+        self.model = self._initial_model(init_path)
         self.optimizer = build_run_optimizer(spec, self.model)
 
         self.data = load_prepared(data_path, device)
@@ -208,7 +248,7 @@ class Trainer:
         self.loader = TrainLoader(
             self.data,
             training["batch_size"],
-            spec["seed"],
+            spec.seed,
             crop_padding=augment["crop_padding"],
             flip=augment["flip"],
         )
@@ -220,34 +260,42 @@ class Trainer:
             lambda t: lr_factor(t, self.total_steps, warmup_steps, training["schedule"]),
         )
         self.saves = checkpoint_steps(training["checkpoints"], self.total_steps)
-        self.state = Progress.fresh(device)
+        self.state = ResumeState.fresh(device)
         self._resume()
         self.started = time.perf_counter() - self.state.seconds
 
-    def _resume(self) -> None:
-        if not self.paths.resume.exists():
-            return
-        resumed = torch.load(self.paths.resume, map_location=self.device, weights_only=False)
-        if result_spec(resumed["spec"]) != result_spec(self.spec):
-            print(
-                f"{self.paths.resume} belongs to another configuration; starting afresh",
-                file=sys.stderr,
+    def _initial_model(self, init_path: str | Path) -> torch.nn.Module:
+        """The run's model with the shared initial weights, in the run's memory format."""
+        init = load_checkpoint(init_path)
+        if CheckpointHeader.from_dict(init).model != self.spec.model:
+            raise ValueError(
+                f"{init_path} holds a {init['model']} model but the run asks for "
+                f"{self.spec.model}; rerun `infoopt init` for this architecture"
             )
-            shutil.rmtree(self.paths.partial)
+        model = build_model(**self.spec.model).to(self.device)
+        model.load_state_dict(init["state_dict"])
+        if self.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model
+
+    def _modules(self) -> dict[str, Any]:
+        """What a resumed run restores besides its ResumeState."""
+        return {"model": self.model, "optimizer": self.optimizer, "scheduler": self.scheduler}
+
+    def _resume(self) -> None:
+        saved = self.files.load_resume(self.spec, self.device)
+        if saved is None:
             return
-        self.model.load_state_dict(resumed["model"])
-        self.optimizer.load_state_dict(resumed["optimizer"])
-        self.scheduler.load_state_dict(resumed["scheduler"])
-        progress = resumed["progress"]
-        # A state saved before Progress existed holds the same fields in a dict.
-        self.state = Progress(**progress) if isinstance(progress, dict) else progress
+        for name, module in self._modules().items():
+            module.load_state_dict(saved[name])
+        self.state = saved["state"]
         print(f"resuming at step {self.state.step} of {self.total_steps}", file=sys.stderr)
 
     def step(self, x: torch.Tensor, y: torch.Tensor) -> None:
         """One optimizer step on the batch (x, y), with this step's seed for dropout."""
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        torch.manual_seed(derive_seed(self.spec["seed"], "step", self.state.step))
+        torch.manual_seed(derive_seed(self.spec.seed, "step", self.state.step))
         loss, correct = train_step(
             self.model, self.optimizer, self.scheduler, x, y, self.amp_dtype, self.device
         )
@@ -256,7 +304,9 @@ class Trainer:
         self.state.seen += len(y)
         self.state.step += 1
 
-    def evaluate(self, split: str) -> tuple[float, float]:
+    def evaluate_split(self, split: str) -> tuple[float, float]:
+        """Mean loss and accuracy (%) of the current weights on ``split``: every measurement
+        of the run goes through here."""
         return evaluate(
             self.model,
             self.data,
@@ -273,46 +323,44 @@ class Trainer:
 
     def save_resume(self) -> None:
         self.state.seconds = time.perf_counter() - self.started
-        save_torch(
-            {
-                "spec": self.spec,
-                "model": self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
-                "progress": self.state,
-            },
-            self.paths.resume,
-        )
+        self.files.save_resume(self.spec, self._modules(), self.state)
 
-    def save_checkpoint(self, progress: float, status: str) -> None:
-        """Evaluate and save the checkpoint of ``progress`` (only marked, if the run diverged)."""
+    def write_checkpoint(self, progress: float, status: str) -> None:
+        """Measure and save the checkpoint of ``progress`` (only marked, if the run diverged)."""
         metrics: dict[str, float] = {}
         weights = None
         if status == "ok":
             with deployed(self.optimizer):
                 for split in ("test", "train"):
-                    metrics[f"{split}_loss"], metrics[f"{split}_accuracy"] = self.evaluate(split)
+                    metrics[f"{split}_loss"], metrics[f"{split}_accuracy"] = self.evaluate_split(
+                        split
+                    )
                 weights = {
                     k: v.detach().to("cpu").contiguous() for k, v in self.model.state_dict().items()
                 }
         step = self.saves[progress]
         where = {"progress": progress, "step": step, "epoch": step / self.steps_per_epoch}
-        save_checkpoint(
-            {key: self.spec[key] for key in ("dataset", "arch", "optimizer", "seed", "model")}
-            | where
-            | {"status": status, "state_dict": weights, "metrics": metrics},
-            self.paths.checkpoint(progress, final=False),
+        header = CheckpointHeader(
+            dataset=self.spec.dataset,
+            arch=self.spec.arch,
+            optimizer=self.spec.optimizer,
+            seed=self.spec.seed,
+            model=self.spec.model,
+            status=status,
+            metrics=metrics,
+            **where,
         )
+        self.files.write_checkpoint(header, weights)
         self.state.checkpoints.append(where | {"status": status} | metrics)
 
     def end_epoch(self) -> str:
         """Record the finished epoch in the history, reset the accumulators; return the status."""
         state = self.state
         status = self.status()
-        test_loss, test_accuracy = math.nan, math.nan
+        test = (math.nan, math.nan)
         if status == "ok":
             with deployed(self.optimizer):
-                test_loss, test_accuracy = self.evaluate("test")
+                test = self.evaluate_split("test")
         state.history.append(
             {
                 "epoch": state.step // self.steps_per_epoch,
@@ -320,8 +368,8 @@ class Trainer:
                 "lr": self.optimizer.param_groups[0]["lr"],
                 "train_loss": state.loss_sum.item() / self.steps_per_epoch,
                 "train_accuracy": 100.0 * state.correct.item() / state.seen,
-                "test_loss": test_loss,
-                "test_accuracy": test_accuracy,
+                "test_loss": test[0],
+                "test_accuracy": test[1],
                 "seconds": time.perf_counter() - self.started,
             }
         )
@@ -340,7 +388,7 @@ class Trainer:
         bar = tqdm(
             total=self.total_steps,
             initial=self.state.step,
-            desc=f"{self.spec['arch']}/{self.spec['optimizer']}/seed{self.spec['seed']}",
+            desc=f"{self.spec.arch}/{self.spec.optimizer}/seed{self.spec.seed}",
             mininterval=0.5 if sys.stderr.isatty() else 30,
             file=sys.stderr,
         )
@@ -351,7 +399,7 @@ class Trainer:
             if due:
                 status = self.status()
                 for progress in due:
-                    self.save_checkpoint(progress, status)
+                    self.write_checkpoint(progress, status)
                     saved.add(progress)
                 if status != "ok":
                     break
@@ -373,77 +421,38 @@ class Trainer:
         bar.close()
         for progress in self.saves:
             if progress not in saved:
-                self.save_checkpoint(progress, status)
+                self.write_checkpoint(progress, status)
         self.publish(status)
         return status
 
     def publish(self, status: str) -> None:
-        """Publish the checkpoints, the history and ``run.json`` (last: it marks the end)."""
-        for progress in self.saves:
-            publish(self.paths.checkpoint(progress, final=False), self.paths.checkpoint(progress))
-        write_table(pd.DataFrame(self.state.history, columns=HISTORY_COLUMNS), self.paths.history)
-        write_json(
-            {
-                "status": status,
-                "spec": self.spec,
-                "total_steps": self.total_steps,
-                "steps_per_epoch": self.steps_per_epoch,
-                "steps_done": self.state.step,
-                "wall_seconds": time.perf_counter() - self.started,
-                "checkpoints": self.state.checkpoints,
-                "parameter_groups": parameter_groups(self.optimizer),
-                "provenance": provenance(self.device),
-            },
-            self.paths.run_json,
+        """Publish the checkpoints, the history and ``run.json``; remove an own state folder."""
+        record = RunRecord(
+            status=status,
+            spec=self.spec,
+            total_steps=self.total_steps,
+            steps_per_epoch=self.steps_per_epoch,
+            steps_done=self.state.step,
+            wall_seconds=time.perf_counter() - self.started,
+            checkpoints=self.state.checkpoints,
+            parameter_groups=parameter_groups(self.optimizer),
+            provenance=provenance(self.device),
         )
+        history = pd.DataFrame(self.state.history, columns=HISTORY_COLUMNS)
+        self.files.publish(list(self.saves), history, record)
         if self.owns_state:
-            shutil.rmtree(self.paths.partial)
-
-
-# Settings that change how a run is carried out, not its result: left out of its store key.
-NOT_RESULT = ("resume_every_epochs",)
-
-
-def result_spec(spec: dict[str, Any]) -> dict[str, Any]:
-    """``spec`` without the settings that do not change the result."""
-    training = {k: v for k, v in spec["training"].items() if k not in NOT_RESULT}
-    return spec | {"training": training}
-
-
-def run_key(
-    spec: dict[str, Any], init_path: str | Path, data_path: str | Path
-) -> tuple[str, dict[str, Any]]:
-    """The store key of the run ``spec`` from these inputs, and its description for the store
-    (a CheckpointError or DataError names an input that is damaged)."""
-    inputs = {
-        "init": load_checkpoint(init_path)["digest"],
-        "data": array_digest(data_path),
-    }
-    label = (
-        "/".join(str(spec[k]) for k in ("dataset", "arch", "optimizer")) + f"/seed{spec['seed']}"
-    )
-    if "holdout" in spec["training"]:
-        label += f" (sweep, lr {spec['hparams']['lr']:g})"
-    description = {
-        "label": label,
-        "spec": spec,
-        "inputs": {
-            "init": {"path": str(init_path), "digest": inputs["init"]},
-            "data": {"path": str(data_path), "digest": inputs["data"]},
-        },
-    }
-    return result_key("train", result_spec(spec), inputs), description
+            shutil.rmtree(self.files.partial)
 
 
 def train_run(
-    spec: dict[str, Any],
+    spec: RunSpec,
     init_path: str | Path,
     data_path: str | Path,
     out_dir: str | Path,
     device: torch.device,
     state_dir: str | Path | None = None,
 ) -> str:
-    """Train the run described by ``spec`` (see ``infoopt.config.run_spec``); return its status.
+    """Train the run ``spec``; return its status.
 
     ``state_dir`` keeps what a killed run resumes from (default ``<out_dir>/.partial``)."""
     return Trainer(spec, init_path, data_path, out_dir, device, state_dir).run()

@@ -6,7 +6,7 @@ from pathlib import Path
 from snakemake.exceptions import WorkflowError
 
 from infoopt.canonical import canonical_json
-from infoopt.checkpoint import progress_label
+from infoopt.labels import progress_label
 from infoopt.config import (
     RUN_DIR,
     ConfigError,
@@ -20,6 +20,7 @@ from infoopt.config import (
 from infoopt.data import DATASETS
 from infoopt.hessian.cost import predict
 from infoopt.hessian.options import HessianOptions
+from infoopt.stored_runs import earlier_same_run
 from infoopt.validate import validate_config
 
 try:
@@ -66,6 +67,13 @@ def run_of(wildcards):
     return Run(
         wildcards.dataset, wildcards.arch, wildcards.optimizer, int(wildcards.seed)
     )
+
+
+def earlier_same_record(wildcards):
+    """The run.json of the run this one is under another optimizer name, if that one comes
+    first (infoopt.stored_runs.earlier_same_run): this one is trained after it."""
+    same = earlier_same_run(config, run_of(wildcards))
+    return [] if same is None else f"{same.directory}/run.json"
 
 
 def run_files(experiment, name):

@@ -25,6 +25,8 @@ rule train:
         data="resources/data/{dataset}.npz",
         # The lr chosen by a sweep (lion.smk), for runs of an experiment with an lr_sweep.
         hparams=lambda wc: selection_file(config, run_of(wc)) or [],
+        # The same run under another optimizer name: trained first, then this one is restored.
+        same_run=earlier_same_record,
     output:
         checkpoints=expand(
             f"{RUN_DIR}/ckpt/{{progress}}.pt", progress=PROGRESS, allow_missing=True

@@ -76,11 +76,11 @@ def run(args: argparse.Namespace) -> int:
     from infoopt.devices import acquire_device
     from infoopt.hessian.job import (
         TABLE,
-        check_checkpoint,
         from_other_split,
         hessian_job_table,
         hessian_key,
         job_options,
+        relabel_table,
     )
     from infoopt.hessian.metrics import GLOBAL, merge_hessian_tables
     from infoopt.hessian.options import HessianOptions
@@ -90,7 +90,6 @@ def run(args: argparse.Namespace) -> int:
         raise ValueError(f"--out {args.out}: the table must be a .parquet file")
     apply_threads(args)
     checkpoint = load_checkpoint(args.checkpoint)
-    check_checkpoint(checkpoint, args.checkpoint)
     flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(HessianOptions)}
     spec = parse_spec(args.spec) if args.spec else {}
     options = job_options(checkpoint, spec, flags)
@@ -114,7 +113,13 @@ def run(args: argparse.Namespace) -> int:
         write_table(table, result_dir / TABLE)
 
     entry, restored = run_stored(
-        store, "hessian", key, description, compute, lambda entry: {TABLE: args.out}
+        store,
+        "hessian",
+        key,
+        description,
+        compute,
+        lambda entry: {TABLE: args.out},
+        relabel_table(checkpoint),
     )
     table = pd.read_parquet(args.out)
     summary = table[table["block"] == GLOBAL].iloc[0]

@@ -15,11 +15,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> None:
     from infoopt.atomic import write_json
-    from infoopt.sweep import lr_label, select_lr
+    from infoopt.labels import number_label
+    from infoopt.sweep import select_lr
 
     selection = select_lr(args.run_dirs)
     write_json(selection, args.out)
-    lr = lr_label(selection["hparams"]["lr"])
+    lr = number_label(selection["hparams"]["lr"])
     print(f"{args.out}: lr {lr}")
     if selection["at_edge"]:
         print(f"warning: lr {lr} is at the edge of the swept grid; widen it", file=sys.stderr)

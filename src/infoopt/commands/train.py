@@ -26,19 +26,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import json
     from pathlib import Path
 
     from infoopt.config import parse_spec
     from infoopt.devices import acquire_device
+    from infoopt.records import RunRecord, RunSpec
     from infoopt.store import Store, run_stored
+    from infoopt.stored_runs import relabel_run_file, run_key
     from infoopt.sweep import apply_selection
-    from infoopt.train import run_key, train_run
+    from infoopt.train import train_run
 
     apply_threads(args)
-    spec = parse_spec(args.spec)
+    values = parse_spec(args.spec)
     if args.hparams_from is not None:
-        spec = apply_selection(spec, args.hparams_from)
+        values = apply_selection(values, args.hparams_from)
+    spec = RunSpec.from_dict(values)
     key, description = run_key(spec, args.init, args.data)
 
     def compute(result_dir, state_dir):
@@ -48,8 +50,20 @@ def run(args: argparse.Namespace) -> int:
     def targets(entry):
         return {name: Path(args.out_dir) / name for name in entry.files}
 
-    entry, restored = run_stored(Store(args.store), "train", key, description, compute, targets)
-    how = f"restored from the store (key {key[:12]})" if restored else f"stored as {key[:12]}"
-    status = json.loads((Path(args.out_dir) / "run.json").read_text())["status"]
+    entry, restored = run_stored(
+        Store(args.store),
+        "train",
+        key,
+        description,
+        compute,
+        targets,
+        relabel_run_file(spec.optimizer),
+    )
+    how = f"stored as {key[:12]}"
+    if restored:
+        trained_as = entry.record["spec"]["optimizer"]
+        named = "" if trained_as == spec.optimizer else f", trained as {trained_as}"
+        how = f"restored from the store (key {key[:12]}{named})"
+    status = RunRecord.read(Path(args.out_dir) / "run.json").status
     print(f"{args.out_dir}: {status}, {how}")
     return 0

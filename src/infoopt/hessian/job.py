@@ -2,7 +2,9 @@
 
 :func:`hessian_job_table` is what ``infoopt hessian`` computes; :func:`hessian_key` is what
 identifies it in :mod:`infoopt.store`: the options (with the seed resolved), the checkpoint's
-and the data's content digests, and the versions that change numbers.
+and the data's content digests, and the versions that change numbers. The checkpoint's digest
+leaves out its optimizer's name (:func:`~infoopt.checkpoint.identity_digest`): a table stored
+under another name is placed relabelled (:func:`relabel_table`).
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from typing import Any
 import pandas as pd
 import torch
 
-from infoopt.checkpoint import CheckpointError
+from infoopt.atomic import write_table
+from infoopt.checkpoint import LABEL, CheckpointHeader, identity_digest
 from infoopt.hessian.cost import predict
 from infoopt.hessian.metrics import (
     checkpoint_hessian_table,
@@ -26,19 +29,12 @@ from infoopt.hessian.metrics import (
 from infoopt.hessian.options import HessianOptions
 from infoopt.hessian.space import ParameterSpace
 from infoopt.models import build_model
-from infoopt.store import Entry, Store, result_key
+from infoopt.store import Entry, Relabel, Store, result_key
 
 # Columns that say which run and checkpoint a row belongs to; they lead every table.
 IDENTITY = ("dataset", "arch", "optimizer", "seed", "progress", "status")
-REQUIRED = ("status", "model", "state_dict", "digest")
 # The file name of a Hessian table in its store entry.
 TABLE = "table.parquet"
-
-
-def check_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> None:
-    missing = [key for key in REQUIRED if key not in checkpoint]
-    if missing:
-        raise CheckpointError(f"checkpoint {path} lacks {missing}")
 
 
 def job_options(
@@ -51,7 +47,7 @@ def job_options(
     if unknown:
         raise ValueError(f"--spec: unknown Hessian option(s) {', '.join(unknown)}")
     given = {name: value for name, value in flags.items() if value is not None}
-    return HessianOptions(**{"seed": checkpoint.get("seed", 0)} | spec | given)
+    return HessianOptions(**{"seed": CheckpointHeader.from_dict(checkpoint).seed} | spec | given)
 
 
 def hessian_key(
@@ -63,14 +59,34 @@ def hessian_key(
     """The store key of ``checkpoint``'s table (or of one ``shard``'s partial table) under
     ``options``, and its description. A merged table has the key of the unsharded one."""
     spec = dataclasses.asdict(options) | ({"shard": list(shard)} if shard else {})
-    inputs = {"checkpoint": checkpoint["digest"], "data": data_digest}
-    identity = {key: checkpoint.get(key) for key in IDENTITY}
+    inputs = {"checkpoint": identity_digest(checkpoint), "data": data_digest}
+    identity = _identity(checkpoint)
     label = "/".join(str(identity[k]) for k in ("dataset", "arch", "optimizer"))
     label += f"/seed{identity['seed']} at {identity['progress']:.2f}"
     if shard:
         label += f" (shard {shard[0] + 1} of {shard[1]})"
     description = {"label": label, "spec": spec, "inputs": inputs, "identity": identity}
     return result_key("hessian", spec, inputs), description
+
+
+def _identity(checkpoint: dict[str, Any]) -> dict[str, Any]:
+    header = CheckpointHeader.from_dict(checkpoint).to_dict()
+    return {key: header[key] for key in IDENTITY}
+
+
+def relabel_table(checkpoint: dict[str, Any]) -> Relabel:
+    """The :data:`~infoopt.store.Relabel` of a stored table for ``checkpoint``'s optimizer."""
+
+    optimizer = CheckpointHeader.from_dict(checkpoint).optimizer
+
+    def relabel(name: str, stored: Path, target: Path) -> bool:
+        table = pd.read_parquet(stored)
+        if set(table[LABEL]) == {optimizer}:
+            return False
+        write_table(table.assign(**{LABEL: optimizer}), target)
+        return True
+
+    return relabel
 
 
 def from_other_split(
@@ -121,8 +137,9 @@ def hessian_job_table(
     """
     from infoopt.data import eval_subset
 
-    model = build_model(**checkpoint["model"])
-    if checkpoint["status"] == "diverged" or checkpoint["state_dict"] is None:
+    header = CheckpointHeader.from_dict(checkpoint)
+    model = build_model(**header.model)
+    if header.status == "diverged" or checkpoint["state_dict"] is None:
         table = missing_hessian_table(ParameterSpace.of(model), options)
         if shard:
             table = table.assign(shard=shard[0], shards=shard[1])
@@ -133,7 +150,7 @@ def hessian_job_table(
             "in_channels": prepared.in_channels,
             "image_size": prepared.image_size,
         }
-        expected = {key: checkpoint["model"][key] for key in found}
+        expected = {key: header.model[key] for key in found}
         if expected != found:
             raise ValueError(
                 f"the data do not match the checkpoint: data have {found}, "
@@ -144,7 +161,7 @@ def hessian_job_table(
             # For the images there are: a small test set caps eval_size.
             prediction = predict(
                 dataclasses.replace(options, eval_size=len(y)),
-                checkpoint["model"],
+                header.model,
                 shard=shard,
                 device_kind=device.type,
             )
@@ -152,5 +169,5 @@ def hessian_job_table(
         table = checkpoint_hessian_table(
             model, x, y, options, device=device, progress=progress, shard=shard
         )
-    identity = pd.DataFrame([{key: checkpoint.get(key) for key in IDENTITY}] * len(table))
+    identity = pd.DataFrame([_identity(checkpoint)] * len(table))
     return pd.concat([identity, table], axis=1)

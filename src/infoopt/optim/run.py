@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from typing import Any
 
 import torch
 
 from infoopt.optim.groups import GroupedOptimizer, assign_groups
 from infoopt.optim.registry import build_optimizer
+from infoopt.records import RunSpec
 
 
 def has_modes(optimizer: torch.optim.Optimizer) -> bool:
@@ -22,12 +22,12 @@ def has_modes(optimizer: torch.optim.Optimizer) -> bool:
     )
 
 
-def build_run_optimizer(spec: dict[str, Any], model: torch.nn.Module) -> torch.optim.Optimizer:
-    """The optimizer of run ``spec`` (``infoopt.config.run_spec``) over ``model``'s parameters,
-    in train mode: one algorithm, or a GroupedOptimizer for an entry with parameter groups."""
-    groups = spec.get("groups")
+def build_run_optimizer(spec: RunSpec, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """The optimizer of run ``spec`` over ``model``'s parameters, in train mode: one
+    algorithm, or a GroupedOptimizer for an entry with parameter groups."""
+    groups = spec.groups
     if groups is None:
-        optimizer = build_optimizer(spec["algorithm"], model.parameters(), **spec["hparams"])
+        optimizer = build_optimizer(spec.algorithm, model.parameters(), **spec.hparams)
     else:
         named = list(model.named_parameters())
         group_of = assign_groups(groups, named)

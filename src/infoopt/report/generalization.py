@@ -13,7 +13,7 @@ the architectures or optimizers.
 
 One point per run: the final checkpoint's Hessian metrics, its test accuracy and its
 generalization gap, train − test accuracy (%), both measured on the whole split in eval mode
-without augmentation (:meth:`infoopt.train.Trainer.save_checkpoint`). Sign: τ > 0 means that
+without augmentation (:meth:`infoopt.train.Trainer.write_checkpoint`). Sign: τ > 0 means that
 the run with the larger metric has the larger gap (or test accuracy). Runs that diverged have
 no final metrics and leave their groups; a group of fewer than 2 runs, or whose measure or
 target is constant (τ-b undefined), is skipped, and Ψ is the mean over the axes with a group.
