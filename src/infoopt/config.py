@@ -66,6 +66,7 @@ def _check_references(config: dict) -> None:
     # Imported here: the registries pull in torch, which the schema check itself does not need.
     from infoopt.data import DATASETS
     from infoopt.models import MODELS
+    from infoopt.models.library import is_library_model
     from infoopt.optim import OPTIMIZERS
 
     def require(name: str, known, where: str) -> None:
@@ -83,7 +84,8 @@ def _check_references(config: dict) -> None:
     for name in config["datasets"]:
         require(name, DATASETS, f"datasets.{name}")
     for name, arch in config["archs"].items():
-        require(arch["model"], MODELS, f"archs.{name}.model")
+        if not is_library_model(arch["model"]):
+            require(arch["model"], MODELS, f"archs.{name}.model")
     for name, opt in config["optimizers"].items():
         require(opt["algorithm"], OPTIMIZERS, f"optimizers.{name}.algorithm")
         for arch in opt["arch_hparams"]:
@@ -122,6 +124,8 @@ def _resolve_model_options(config: dict) -> None:
                 resolved = resolve_model_options(arch["model"], arch["options"], shape)
             except ModelOptionError as error:
                 key = f"archs.{name}.options" + (f".{error.name}" if error.name else "")
+                if error.name == "model":  # an import path that names no factory
+                    key = f"archs.{name}.model"
                 raise ConfigError(f"config key {key}: {error}") from None
         arch["options"] = resolved
 

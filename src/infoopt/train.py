@@ -32,7 +32,7 @@ from infoopt.atomic import publish, save_torch, write_json, write_table
 from infoopt.checkpoint import load_checkpoint, progress_label, save_checkpoint
 from infoopt.data import TrainLoader, eval_batches, holdout_split, load_prepared
 from infoopt.data.arrays import array_digest
-from infoopt.models import build_model
+from infoopt.models import build_model, describe
 from infoopt.optim import build_optimizer
 from infoopt.provenance import provenance
 from infoopt.seeding import derive_seed
@@ -389,6 +389,7 @@ class Trainer:
                 "steps_done": self.state.step,
                 "wall_seconds": time.perf_counter() - self.started,
                 "checkpoints": self.state.checkpoints,
+                "model": describe(self.model),
                 "provenance": provenance(self.device),
             },
             self.paths.run_json,
