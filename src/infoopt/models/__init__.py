@@ -94,11 +94,13 @@ def _check_fit(name: str, options: dict[str, Any], shape: dict[str, int]) -> Non
         option = unexpected_option(error)
         if option is not None and option in options:
             raise ModelOptionError(option, f"model {name!r} takes no option {option}") from None
-        raise ModelOptionError(None, f"model {name!r} on {shape}: {error}") from None
+        message = f"TypeError: {error}".splitlines()[0]
+        raise ModelOptionError(None, f"model {name!r} on {shape}: {message}") from None
     except (ValueError, RuntimeError, AssertionError, AttributeError, IndexError) as error:
         # Whatever a model's own checks raise (timm asserts; a user's code may raise anything
         # of these) is a configuration that does not fit.
-        message = f"{type(error).__name__}: {error}".splitlines()[0]
+        kind = "" if isinstance(error, ValueError) else f"{type(error).__name__}: "
+        message = f"{kind}{error}".splitlines()[0]
         raise ModelOptionError(None, f"model {name!r} on {shape}: {message}") from None
     expected = (2, shape["num_classes"])
     if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != expected:
