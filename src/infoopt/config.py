@@ -56,6 +56,7 @@ def resolve_config(config: dict, schema_path: str | Path) -> dict:
     if error is not None:
         raise ConfigError(f"config key {_key_path(error)}: {error.message}")
     _check_references(config)
+    _check_datasets(config)
     _check_checkpoints(config["training"]["checkpoints"])
     _resolve_model_options(config)
     _resolve_hparams(config)
@@ -90,6 +91,30 @@ def _check_references(config: dict) -> None:
         require(opt["algorithm"], OPTIMIZERS, f"optimizers.{name}.algorithm")
         for arch in opt["arch_hparams"]:
             require(arch, config["archs"], f"optimizers.{name}.arch_hparams")
+
+
+def _check_datasets(config: dict) -> None:
+    """A known dataset's download settings: an md5 that is not the registry's needs the URL of
+    the other archive it is the md5 of; a dataset of several files takes a base URL only."""
+    from infoopt.data import DATASETS
+
+    for name, settings in config["datasets"].items():
+        spec, where = DATASETS[name], f"config key datasets.{name}"
+        if spec.bundled and settings:
+            raise ConfigError(f"{where}: {name} is bundled; it takes no url or md5")
+        md5 = settings.get("md5")
+        if md5 is None:
+            continue
+        if spec.files:
+            raise ConfigError(
+                f"{where}.md5: {name} is {len(spec.files)} files, each checked against its "
+                "known md5; give only url, the base URL of a mirror holding them"
+            )
+        if md5 != spec.md5 and "url" not in settings:
+            raise ConfigError(
+                f"{where}.md5: {md5} is not the md5 of {name}'s archive at {spec.url} "
+                f"({spec.md5}); to use another archive give its url too"
+            )
 
 
 def _check_checkpoints(checkpoints: list[float]) -> None:

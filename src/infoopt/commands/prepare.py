@@ -9,14 +9,20 @@ HELP = "download (if needed), verify and convert a dataset into its array file"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", help="dataset name: cifar10, cifar100 or digits")
+    parser.add_argument(
+        "dataset", help="a dataset of infoopt.data.DATASETS, e.g. cifar10, mnist or digits"
+    )
     parser.add_argument(
         "--raw-dir", type=Path, default=None, help="archive folder (default: resources/raw/DATASET)"
     )
     parser.add_argument(
         "--out", type=Path, default=None, help="array file (default: resources/data/DATASET.npz)"
     )
-    parser.add_argument("--url", default=None, help="archive URL (default: the official one)")
+    parser.add_argument(
+        "--url",
+        default=None,
+        help="archive URL, or base URL of a set of several files (default: the official one)",
+    )
     parser.add_argument("--md5", default=None, help="the archive's md5 (default: the official one)")
     parser.add_argument(
         "--download-only", action="store_true", help="only fetch and verify the archive"
