@@ -66,6 +66,7 @@ def resolve_config(config: dict, schema_path: str | Path) -> dict:
 def _check_references(config: dict) -> None:
     # Imported here: the registries pull in torch, which the schema check itself does not need.
     from infoopt.data import DATASETS
+    from infoopt.data.registry import register_image_folders
     from infoopt.models import MODELS
     from infoopt.models.library import is_library_model
     from infoopt.optim import OPTIMIZERS
@@ -76,6 +77,11 @@ def _check_references(config: dict) -> None:
                 f"config key {where}: unknown {name!r}; known: {', '.join(sorted(known))}"
             )
 
+    _check_image_folders(config["datasets"])
+    try:
+        register_image_folders(config["datasets"])
+    except ValueError as error:
+        raise ConfigError(f"config key datasets: {error}") from None
     for exp_name, exp in config["experiments"].items():
         require(exp["dataset"], DATASETS, f"experiments.{exp_name}.dataset")
         for arch in exp["archs"]:
@@ -93,6 +99,20 @@ def _check_references(config: dict) -> None:
             require(arch, config["archs"], f"optimizers.{name}.arch_hparams")
 
 
+def _check_image_folders(datasets: dict) -> None:
+    """An image folder (a dataset with ``classes``) has a local path or a url and md5."""
+    for name, settings in datasets.items():
+        if "classes" not in settings:
+            continue
+        where = f"config key datasets.{name}"
+        if ("path" in settings) == ("url" in settings):
+            raise ConfigError(f"{where}: an image folder needs a path or a url, not both")
+        if "url" in settings and "md5" not in settings:
+            raise ConfigError(f"{where}.md5: an image folder's archive at a url needs its md5")
+        if "path" in settings and not Path(settings["path"]).exists():
+            raise ConfigError(f"{where}.path: {settings['path']} does not exist")
+
+
 def _check_datasets(config: dict) -> None:
     """A known dataset's download settings: an md5 that is not the registry's needs the URL of
     the other archive it is the md5 of; a dataset of several files takes a base URL only."""
@@ -100,6 +120,8 @@ def _check_datasets(config: dict) -> None:
 
     for name, settings in config["datasets"].items():
         spec, where = DATASETS[name], f"config key datasets.{name}"
+        if "classes" in settings:
+            continue
         if spec.bundled and settings:
             raise ConfigError(f"{where}: {name} is bundled; it takes no url or md5")
         md5 = settings.get("md5")

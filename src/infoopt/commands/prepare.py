@@ -27,6 +27,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--download-only", action="store_true", help="only fetch and verify the archive"
     )
+    parser.add_argument(
+        "--image-folder",
+        default=None,
+        metavar="JSON",
+        help="the dataset is an image folder with these settings (classes, image_size, "
+        "channels, path or url and md5), as in the config's datasets section",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -36,6 +43,14 @@ def run(args: argparse.Namespace) -> int:
     from infoopt.data.arrays import is_array_file, read_arrays
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.image_folder is not None:
+        import json
+
+        from infoopt.data.registry import register_image_folders
+
+        settings = json.loads(args.image_folder)
+        register_image_folders({args.dataset: settings})
+        logging.info("%s: classes in label order: %s", args.dataset, ", ".join(settings["classes"]))
     raw_dir = args.raw_dir or Path("resources/raw") / args.dataset
     out = args.out or Path("resources/data") / f"{args.dataset}.npz"
     if args.download_only:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 from infoopt.data import sources
 from infoopt.data.arrays import ImageArrays
+from infoopt.data.folder import read_image_folder
 
 
 @dataclass(frozen=True)
@@ -184,3 +188,66 @@ def get_spec(name: str) -> DatasetSpec:
         return DATASETS[name]
     except KeyError:
         raise ValueError(f"unknown dataset {name!r}; valid: {', '.join(DATASETS)}") from None
+
+
+def _read_folder_at(
+    path: Path, classes: list[str], image_size: int, channels: int, extracted: Path | None
+) -> ImageArrays:
+    """An image folder at a local ``path`` (``extracted`` is None: nothing was downloaded): a
+    directory, or an archive extracted into a temporary directory first."""
+    from torchvision.datasets.utils import extract_archive  # slow: see download()
+
+    if path.is_dir():
+        return read_image_folder(path, classes, image_size, channels)
+    with tempfile.TemporaryDirectory(prefix=".extract-") as directory:
+        extract_archive(str(path), directory)
+        return read_image_folder(Path(directory), classes, image_size, channels)
+
+
+def image_folder_spec(name: str, settings: dict[str, Any]) -> DatasetSpec:
+    """The spec of a user's image folder (:mod:`infoopt.data.folder`), from its settings in
+    the configuration's ``datasets`` section: ``classes``, ``image_size``, ``channels`` and
+    either a local ``path`` (nothing to download) or a ``url`` and ``md5`` of an archive."""
+    classes, size, channels = (
+        settings["classes"],
+        settings["image_size"],
+        settings.get("channels", 3),
+    )
+    shape = {"num_classes": len(classes), "in_channels": channels, "image_size": size}
+    read = partial(read_image_folder, classes=classes, image_size=size, channels=channels)
+    if "path" in settings:
+        path = Path(settings["path"])
+        train = path / "train"
+        count = sum(1 for f in train.rglob("*") if f.is_file()) if train.is_dir() else 0
+        return DatasetSpec(
+            name=name,
+            **shape,
+            train_size=count,
+            url=None,
+            md5=None,
+            archive=None,
+            convert=partial(_read_folder_at, path, classes, size, channels),
+        )
+    url = settings["url"]
+    return DatasetSpec(
+        name=name,
+        **shape,
+        train_size=0,
+        url=url,
+        md5=settings["md5"],
+        archive=url.rstrip("/").rsplit("/", 1)[-1],
+        convert=read,
+    )
+
+
+# The datasets of the package, which an image folder may not be named as.
+KNOWN = frozenset(DATASETS)
+
+
+def register_image_folders(datasets: dict[str, dict[str, Any]]) -> None:
+    """Add the image folders among a configuration's ``datasets`` to :data:`DATASETS`."""
+    for name, settings in datasets.items():
+        if "classes" in settings:
+            if name in KNOWN:
+                raise ValueError(f"{name} is a known dataset; name the image folder otherwise")
+            DATASETS[name] = image_folder_spec(name, settings)

@@ -170,6 +170,7 @@ def build_model(
 
 def describe(model: nn.Module) -> dict[str, Any]:
     """What ``run.json`` records of a model: its parameter count and its tensors' names and
-    shapes, in the order of ``model.named_parameters()`` (the Hessian's blocks)."""
-    tensors = {name: list(p.shape) for name, p in model.named_parameters()}
+    shapes, ``[name, shape]`` in the order of ``model.named_parameters()`` (the Hessian's
+    blocks; a list, as JSON objects are written with sorted keys)."""
+    tensors = [[name, list(p.shape)] for name, p in model.named_parameters()]
     return {"parameters": sum(p.numel() for p in model.parameters()), "tensors": tensors}
