@@ -464,3 +464,29 @@ def test_known_sets_name_their_official_sources():
     assert urls["stl10"] == ["http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz"]
     assert len(urls["kmnist"]) == len(urls["fashion_mnist"]) == 4
     assert urls["digits"] == []
+
+
+def test_image_folder_archive_from_a_url(server, tmp_path, monkeypatch):
+    import zipfile
+
+    from PIL import Image
+
+    from infoopt.data.registry import image_folder_spec
+
+    rng, buffer, expected = np.random.default_rng(12), io.BytesIO(), {}
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for split in ("train", "test"):
+            images = rng.integers(0, 256, size=(2, 5, 5, 3), dtype=np.uint8)
+            for name, pixels in zip(("ant", "bee"), images, strict=True):
+                png = io.BytesIO()
+                Image.fromarray(pixels).save(png, format="PNG")
+                archive.writestr(f"insects/{split}/{name}/x.png", png.getvalue())
+            expected[split] = (images.transpose(0, 3, 1, 2), np.array([0, 1]))
+    body = buffer.getvalue()
+    url = server.serve("/insects.zip", body)
+    settings = {"url": url, "md5": _md5(body), "classes": ["ant", "bee"], "image_size": 5}
+    monkeypatch.setitem(DATASETS, "insects", image_folder_spec("insects", settings))
+    out = tmp_path / "insects.npz"
+    prepare("insects", tmp_path / "raw", out)
+    _assert_prepared(out, expected["train"], expected["test"])
+    assert (tmp_path / "raw" / "insects.zip").is_file()
