@@ -133,7 +133,7 @@ def _timm(num_classes: int, in_channels: int, image_size: int, options: dict) ->
 def _replace_stem(model: nn.Module, in_channels: int) -> None:
     """Replace the first 3-channel convolution by one taking ``in_channels``."""
     for name, module in model.named_modules():
-        if isinstance(module, nn.Conv2d) and module.in_channels == 3:
+        if isinstance(module, nn.Conv2d) and module.in_channels == 3 and module.groups == 1:
             parent_name, _, child = name.rpartition(".")
             stem = nn.Conv2d(
                 in_channels,
@@ -142,7 +142,6 @@ def _replace_stem(model: nn.Module, in_channels: int) -> None:
                 stride=module.stride,
                 padding=module.padding,
                 dilation=module.dilation,
-                groups=1 if module.groups == 1 else in_channels,
                 bias=module.bias is not None,
                 padding_mode=module.padding_mode,
                 device=module.weight.device,
