@@ -377,10 +377,11 @@ def bytes_per_image(
 ) -> int:
     """The elements :func:`add_submatrices` holds per image beyond the forward pass's graph, for
     blocks held by ``holders`` whose modules' outputs have ``outputs`` elements per image: the
-    gradients at each output for every class, and one pass's :data:`TANGENTS` tangents, three
-    times (the forward-mode product's terms, their sum, its contiguous copy)."""
+    gradients at each output for every class, the copies :func:`captured` makes of each output
+    and input (an input taken as its output's size), and one pass's :data:`TANGENTS` tangents,
+    three times (the forward-mode product's terms, their sum, its contiguous copy)."""
     sizes = {id(module): size for (module, _), size in zip(holders, outputs, strict=True)}
-    return classes * sum(sizes.values()) + 3 * TANGENTS * max(sizes.values(), default=0)
+    return (classes + 2) * sum(sizes.values()) + 3 * TANGENTS * max(sizes.values(), default=0)
 
 
 def micro_batch(room: float, per_image: float, images: int) -> int:
