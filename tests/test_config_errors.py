@@ -167,7 +167,14 @@ def results_state(workdir: Path) -> dict[str, tuple[int, int, int]]:
     }
 
 
-THROUGH_SNAKEMAKE = ("misspelt-section", "arch-override", "option-combination", "coinciding-sweep")
+THROUGH_SNAKEMAKE = (
+    "misspelt-section",
+    "arch-override",
+    "option-combination",
+    "coinciding-sweep",
+    "timm-unknown-name",
+    "md5-of-several-files",
+)
 
 
 @pytest.mark.parametrize("name", sorted(BAD))

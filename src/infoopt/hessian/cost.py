@@ -37,6 +37,7 @@ import json
 import math
 import os
 from dataclasses import asdict, dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -161,8 +162,9 @@ def size_cache() -> Path:
 
 
 def _models_version() -> str:
-    """What a size depends on besides the spec: torch's version and the models' source."""
-    digest = hashlib.sha256(torch.__version__.encode())
+    """What a size depends on besides the spec: torch's and timm's versions and the models'
+    source."""
+    digest = hashlib.sha256(f"{torch.__version__} timm {metadata.version('timm')}".encode())
     for path in sorted(Path(models.__file__).parent.glob("*.py")):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
