@@ -390,7 +390,7 @@ def test_image_folder_in_the_config(tmp_path, registry, smoke_config):
     assert model_spec(config, "pets", "resnet18") | shape == model_spec(config, "pets", "resnet18")
     bad = {
         "missing": ({"path": str(tmp_path / "nowhere")}, "datasets.pets.path: "),
-        "both": ({"url": "http://127.0.0.1/p.zip", "md5": "0" * 32}, "a path or a url, not both"),
+        "both": ({"url": "http://127.0.0.1/p.zip", "md5": "0" * 32}, "either a path or a url"),
         "known": ("mnist", "mnist is a known dataset"),
     }
     settings = dict(smoke_config["datasets"]["pets"])

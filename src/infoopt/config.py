@@ -106,7 +106,7 @@ def _check_image_folders(datasets: dict) -> None:
             continue
         where = f"config key datasets.{name}"
         if ("path" in settings) == ("url" in settings):
-            raise ConfigError(f"{where}: an image folder needs a path or a url, not both")
+            raise ConfigError(f"{where}: an image folder needs either a path or a url (and md5)")
         if "url" in settings and "md5" not in settings:
             raise ConfigError(f"{where}.md5: an image folder's archive at a url needs its md5")
         if "path" in settings and not Path(settings["path"]).exists():
