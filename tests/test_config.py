@@ -55,7 +55,10 @@ def test_unknown_key_is_named(paper_config):
     ("edit", "message"),
     [
         (lambda c: c["experiments"]["paper"].update(archs=["resnet50"]), "'resnet50'.*resnet18"),
-        (lambda c: c["experiments"]["paper"].update(dataset="mnist"), "'mnist'.*cifar10"),
+        (
+            lambda c: c["experiments"]["paper"].update(dataset="no_such_set"),
+            "'no_such_set'.*cifar10",
+        ),
         (lambda c: c["optimizers"]["sgd"].update(algorithm="sgdw"), "'sgdw'.*adam"),
         (lambda c: c["archs"]["vit"].update(model="vit_b16"), "archs.vit.model"),
         (lambda c: c["optimizers"]["adam"]["arch_hparams"].update(mlp={}), "arch_hparams"),

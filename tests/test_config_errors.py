@@ -53,6 +53,24 @@ def _vit(**options):
     return {"archs": {"vit": {"model": "vit", "options": options}}}
 
 
+TINY_TIMM_VIT = {
+    "name": "vit_tiny_patch16_224",
+    "img_size": 8,
+    "patch_size": 2,
+    "embed_dim": 32,
+    "depth": 2,
+    "num_heads": 2,
+}
+
+
+def _timm(**options):
+    """A timm model, run by the paper experiment in place of the smoke run's ViT."""
+    return {
+        "archs": {"tvit": {"model": "timm", "options": options}},
+        "experiments": {"paper": {"archs": ["resnet18", "tvit"]}},
+    }
+
+
 BAD = {
     "negative-lr": (
         _adam(lr=-1.0e-3),
@@ -163,8 +181,34 @@ BAD = {
         "training.checkpoints.1: 1.5 is greater than the maximum of 1",
     ),
     "unknown-dataset": (
-        {"experiments": {"paper": {"dataset": "mnist"}}},
-        "experiments.paper.dataset: unknown 'mnist'; known: cifar10, cifar100, digits",
+        {"experiments": {"paper": {"dataset": "no_such_set"}}},
+        "experiments.paper.dataset: unknown 'no_such_set'; known: cifar10, cifar100, digits, "
+        "fashion_mnist, kmnist, mnist, stl10, svhn",
+    ),
+    "md5-of-several-files": (
+        {"experiments": {"paper": {"dataset": "mnist"}}, "datasets": {"mnist": {"md5": "0" * 32}}},
+        "datasets.mnist.md5: mnist is 4 files, each checked against its known md5",
+    ),
+    "md5-not-the-known-one": (
+        {"datasets": {"cifar100": {"md5": "0" * 32}}},
+        f"datasets.cifar100.md5: {'0' * 32} is not the md5 of cifar100's archive",
+    ),
+    "timm-unknown-name": (
+        _timm(name="no_such_model"),
+        "archs.tvit.options.name: model 'timm': unknown timm model 'no_such_model'",
+    ),
+    "timm-unknown-option": (
+        _timm(**TINY_TIMM_VIT, no_such_option=1),
+        "archs.tvit.options.no_such_option: model 'timm' takes no option no_such_option",
+    ),
+    "timm-shape": (
+        _timm(**{**TINY_TIMM_VIT, "img_size": 16}),
+        "archs.tvit.options: model 'timm' on {'num_classes': 10, 'in_channels': 1, "
+        "'image_size': 8}: AssertionError: Input height (8) doesn't match model (16).",
+    ),
+    "factory-missing": (
+        {"archs": {"vit": {"model": "no_such_package.models:net", "options": {}}}},
+        "archs.vit.model: model 'no_such_package.models:net': cannot import",
     ),
     "unknown-optimizer": (
         {"experiments": {"paper": {"optimizers": ["sgd", "adamx"]}}},
@@ -196,7 +240,14 @@ def results_state(workdir: Path) -> dict[str, tuple[int, int, int]]:
     }
 
 
-THROUGH_SNAKEMAKE = ("misspelt-section", "arch-override", "option-combination", "coinciding-sweep")
+THROUGH_SNAKEMAKE = (
+    "misspelt-section",
+    "arch-override",
+    "option-combination",
+    "coinciding-sweep",
+    "timm-unknown-name",
+    "md5-of-several-files",
+)
 
 
 @pytest.mark.parametrize("name", sorted(BAD))

@@ -279,3 +279,125 @@ def test_eval_subset_is_fixed_by_its_seed():
     assert not torch.equal(y, eval_subset(prepared, "train", size=12, seed=5)[1])
     _, everything = eval_subset(prepared, "test", size=2048, seed=4)
     assert torch.equal(everything, prepared.y_test)
+
+
+# A user's image folder: train/<class>/* and test/<class>/*, as a directory, .zip or .tar.
+CLASSES = ["cat", "dog", "eel"]
+
+
+def _write_folder(root, rng, side: int, channels: int, per_class: int = 2) -> dict:
+    """PNG and JPEG files under ``root``; returns the PNGs' pixels per split (N, C, H, W)."""
+    from PIL import Image
+
+    written = {}
+    for split in ("train", "test"):
+        images, labels = [], []
+        for label, name in enumerate(CLASSES):
+            (root / split / name).mkdir(parents=True)
+            for i in range(per_class):
+                shape = (side, side) if channels == 1 else (side, side, 3)
+                pixels = rng.integers(0, 256, size=shape, dtype=np.uint8)
+                Image.fromarray(pixels).save(root / split / name / f"{i}.png")
+                images.append(pixels[None] if channels == 1 else pixels.transpose(2, 0, 1))
+                labels.append(label)
+        written[split] = (np.stack(images), np.array(labels))
+    return written
+
+
+@pytest.fixture
+def registry():
+    """The dataset registry, restored after the test registers image folders in it."""
+    from infoopt.data import DATASETS
+
+    saved = dict(DATASETS)
+    yield DATASETS
+    DATASETS.clear()
+    DATASETS.update(saved)
+
+
+def _folder(path, channels: int = 3, side: int = 6) -> dict:
+    return {"path": str(path), "classes": CLASSES, "image_size": side, "channels": channels}
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("packing", ["directory", "zip", "tar"])
+def test_image_folder_pixel_exact(channels, packing, tmp_path, registry):
+    import shutil
+
+    from infoopt.data.registry import register_image_folders
+
+    written = _write_folder(tmp_path / "pets" / "pets", np.random.default_rng(3), 6, channels)
+    path = tmp_path / "pets" / "pets"
+    if packing != "directory":  # an archive holding one top-level directory
+        path = shutil.make_archive(str(tmp_path / "pets"), packing, tmp_path / "pets")
+    register_image_folders({"pets": _folder(path, channels)})
+    out = prepare("pets", tmp_path / "raw", tmp_path / "pets.npz")
+    prepared = load_prepared(out)
+    assert prepared.num_classes == 3
+    for split, (images, labels) in written.items():
+        x, y = prepared.split(split)
+        assert torch.equal(x, torch.from_numpy(images)) and y.tolist() == labels.tolist()
+
+
+def test_image_folder_resizes_and_converts(tmp_path, registry):
+    from PIL import Image
+
+    from infoopt.data.registry import register_image_folders
+
+    for split in ("train", "test"):
+        for name, value in zip(CLASSES, (40, 120, 200), strict=True):
+            (tmp_path / split / name).mkdir(parents=True)
+            Image.new("RGB", (20, 12), (value,) * 3).save(tmp_path / split / name / "a.jpg")
+    register_image_folders({"pets": _folder(tmp_path, channels=1, side=5)})
+    prepared = load_prepared(prepare("pets", tmp_path / "raw", tmp_path / "p.npz"))
+    x, y = prepared.split("train")
+    assert x.shape == (3, 1, 5, 5)
+    for image, value in zip(x, (40, 120, 200), strict=True):  # JPEG is lossy: close, flat
+        assert (image.int() - value).abs().max() <= 2
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (lambda root: (root / "train/dog/0.png").write_bytes(b"not a png"), "0.png is not an"),
+        (lambda root: [p.unlink() for p in (root / "test/eel").iterdir()], "'eel' has no images"),
+        (lambda root: (root / "test/fox").mkdir(), r"not configured: \['fox'\]"),
+        (lambda root: __import__("shutil").rmtree(root / "train/cat"), r"missing: \['cat'\]"),
+    ],
+)
+def test_image_folder_errors_are_clear(damage, message, tmp_path, registry):
+    from infoopt.data import DataError
+    from infoopt.data.registry import register_image_folders
+
+    _write_folder(tmp_path / "pets", np.random.default_rng(4), 4, 3)
+    damage(tmp_path / "pets")
+    register_image_folders({"pets": _folder(tmp_path / "pets", side=4)})
+    with pytest.raises(DataError, match=message):
+        prepare("pets", tmp_path / "raw", tmp_path / "p.npz")
+    assert not (tmp_path / "p.npz").exists()
+
+
+def test_image_folder_in_the_config(tmp_path, registry, smoke_config):
+    from conftest import SCHEMA
+    from infoopt.config import ConfigError, model_spec
+    from infoopt.validate import validate_config
+
+    _write_folder(tmp_path / "pets", np.random.default_rng(5), 4, 3)
+    smoke_config["datasets"] = {"pets": _folder(tmp_path / "pets", side=4)}
+    smoke_config["experiments"]["paper"]["dataset"] = "pets"
+    config = validate_config(smoke_config, SCHEMA)
+    shape = {"num_classes": 3, "in_channels": 3, "image_size": 4}
+    assert model_spec(config, "pets", "resnet18") | shape == model_spec(config, "pets", "resnet18")
+    bad = {
+        "missing": ({"path": str(tmp_path / "nowhere")}, "datasets.pets.path: "),
+        "both": ({"url": "http://127.0.0.1/p.zip", "md5": "0" * 32}, "either a path or a url"),
+        "known": ("mnist", "mnist is a known dataset"),
+    }
+    settings = dict(smoke_config["datasets"]["pets"])
+    for edit, message in bad.values():
+        if edit == "mnist":
+            smoke_config["datasets"] = {"mnist": settings}
+        else:
+            smoke_config["datasets"] = {"pets": settings | edit}
+        with pytest.raises(ConfigError, match=message):
+            validate_config(smoke_config, SCHEMA)

@@ -8,11 +8,14 @@ built here from images whose (N, C, H, W) layout the test fixes independently.
 from __future__ import annotations
 
 import collections
+import dataclasses
+import gzip
 import hashlib
 import http.server
 import io
 import pickle
 import socket
+import struct
 import tarfile
 import threading
 from pathlib import Path
@@ -319,8 +322,8 @@ def test_registry_defaults_and_bad_input(tmp_path):
     assert DATASETS["cifar100"].url == "https://www.cs.toronto.edu/~kriz/cifar-100-python.tar.gz"
     assert DATASETS["cifar100"].md5 == "eb9058c3a382ffc7106e4002c42a8d85"
     assert DATASETS["digits"].url is None and DATASETS["digits"].md5 is None
-    with pytest.raises(ValueError, match="unknown dataset 'mnist'; valid: cifar10, cifar100"):
-        get_spec("mnist")
+    with pytest.raises(ValueError, match="unknown dataset 'no_such_set'; valid: cifar10, cifar100"):
+        get_spec("no_such_set")
     with pytest.raises(ValueError, match="not 32 hexadecimal digits"):
         download("cifar10", tmp_path, md5="abc")
     with pytest.raises(ValueError, match="digits is bundled"):
@@ -349,3 +352,141 @@ def test_prepare_command(server, tmp_path, cifar10_archive, capsys):
     assert _run_command([*argv, "--md5", "f" * 32]) == 1
     error = capsys.readouterr().err.splitlines()[-1]  # after the download's progress bar
     assert error.startswith("infoopt prepare: error: ") and "checksum mismatch" in error
+
+
+# The other downloadable sets, each in its real format: MNIST's gzipped IDX files (also
+# Fashion-MNIST's and KMNIST's), SVHN's MATLAB files, STL-10's tar.gz of binary files.
+def _idx(values: np.ndarray) -> bytes:
+    """A gzipped IDX file of unsigned bytes: magic, big-endian sizes, values row-major."""
+    header = struct.pack(">I", 0x800 + values.ndim) + struct.pack(f">{values.ndim}I", *values.shape)
+    return gzip.compress(header + values.astype(np.uint8).tobytes())
+
+
+def _split(rng, n: int, channels: int, side: int, classes: int = 10):
+    images = rng.integers(0, 256, size=(n, channels, side, side), dtype=np.uint8)
+    return images, rng.integers(0, classes, size=n).astype(np.int64)
+
+
+def _serve_files(server, monkeypatch, name: str, files: dict[str, bytes]) -> str:
+    """Serve ``files`` under a base URL, with the registry's md5s made theirs."""
+    base = server.serve(f"/{name}/", b"").rstrip("/")
+    for file_name, body in files.items():
+        server.serve(f"/{name}/{file_name}", body)
+    spec = DATASETS[name]
+    assert [file_name for file_name, _ in spec.files] == list(files)
+    md5s = tuple((file_name, _md5(body)) for file_name, body in files.items())
+    monkeypatch.setitem(DATASETS, name, dataclasses.replace(spec, files=md5s))
+    return base + "/"
+
+
+def _assert_prepared(out: Path, train, test) -> None:
+    prepared = load_prepared(out)
+    for split, (images, labels) in (("train", train), ("test", test)):
+        x, y = prepared.split(split)
+        assert torch.equal(x, torch.from_numpy(images)) and torch.equal(y, torch.from_numpy(labels))
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "kmnist"])
+def test_idx_sets_end_to_end(name, server, tmp_path, monkeypatch):
+    rng = np.random.default_rng(7)
+    train, test = _split(rng, 5, 1, 28), _split(rng, 3, 1, 28)
+    files = {}
+    for prefix, (images, labels) in (("train", train), ("t10k", test)):
+        files[f"{prefix}-images-idx3-ubyte.gz"] = _idx(images[:, 0])
+        files[f"{prefix}-labels-idx1-ubyte.gz"] = _idx(labels)
+    base = _serve_files(server, monkeypatch, name, files)
+    out = tmp_path / f"{name}.npz"
+    prepare(name, tmp_path / "raw", out, url=base)
+    _assert_prepared(out, train, test)
+    assert sorted(path.name for path in (tmp_path / "raw").iterdir()) == sorted(files)
+    with pytest.raises(ValueError, match="4 files, each checked against its known md5"):
+        download(name, tmp_path / "raw", md5="0" * 32)
+
+
+def test_idx_file_of_the_wrong_kind_is_removed(server, tmp_path, monkeypatch):
+    rng = np.random.default_rng(8)
+    (_, labels), (test, test_labels) = _split(rng, 2, 1, 28), _split(rng, 2, 1, 28)
+    files = {
+        "train-images-idx3-ubyte.gz": _idx(labels),  # labels where the images belong
+        "train-labels-idx1-ubyte.gz": _idx(labels),
+        "t10k-images-idx3-ubyte.gz": _idx(test[:, 0]),
+        "t10k-labels-idx1-ubyte.gz": _idx(test_labels),
+    }
+    base = _serve_files(server, monkeypatch, "mnist", files)
+    with pytest.raises(DataError, match="train-images-idx3-ubyte.gz is not an IDX file of 3"):
+        prepare("mnist", tmp_path / "raw", tmp_path / "m.npz", url=base)
+    assert not list((tmp_path / "raw").iterdir())
+
+
+def test_svhn_end_to_end(server, tmp_path, monkeypatch):
+    from scipy.io import savemat
+
+    rng = np.random.default_rng(9)
+    train, test = _split(rng, 4, 3, 32), _split(rng, 3, 3, 32)
+    train[1][0] = 0  # the digit 0, which SVHN labels 10
+    files = {}
+    for file_name, (images, labels) in (("train_32x32.mat", train), ("test_32x32.mat", test)):
+        buffer = io.BytesIO()
+        labels_1_to_10 = np.where(labels == 0, 10, labels).astype(np.uint8)[:, None]
+        savemat(buffer, {"X": images.transpose(2, 3, 1, 0), "y": labels_1_to_10})
+        files[file_name] = buffer.getvalue()
+    base = _serve_files(server, monkeypatch, "svhn", files)
+    out = tmp_path / "svhn.npz"
+    prepare("svhn", tmp_path / "raw", out, url=base)
+    _assert_prepared(out, train, test)
+
+
+def test_stl10_end_to_end(server, tmp_path):
+    rng = np.random.default_rng(11)
+    train, test = _split(rng, 3, 3, 96), _split(rng, 2, 3, 96)
+    members = {"stl10_binary/class_names.txt": b"airplane\n"}
+    for split, (images, labels) in (("train", train), ("test", test)):
+        # Each channel's plane column by column; labels 1..10.
+        members[f"stl10_binary/{split}_X.bin"] = images.transpose(0, 1, 3, 2).tobytes()
+        members[f"stl10_binary/{split}_y.bin"] = (labels + 1).astype(np.uint8).tobytes()
+    body = _tar_gz(members)
+    url = server.serve("/stl10_binary.tar.gz", body)
+    out = tmp_path / "stl10.npz"
+    prepare("stl10", tmp_path / "raw", out, url=url, md5=_md5(body))
+    _assert_prepared(out, train, test)
+
+
+def test_known_sets_name_their_official_sources():
+    urls = {name: spec.file_urls() for name, spec in DATASETS.items()}
+    assert (
+        urls["mnist"][0]
+        == "https://ossci-datasets.s3.amazonaws.com/mnist/train-images-idx3-ubyte.gz"
+    )
+    assert urls["svhn"] == [
+        "http://ufldl.stanford.edu/housenumbers/train_32x32.mat",
+        "http://ufldl.stanford.edu/housenumbers/test_32x32.mat",
+    ]
+    assert urls["stl10"] == ["http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz"]
+    assert len(urls["kmnist"]) == len(urls["fashion_mnist"]) == 4
+    assert urls["digits"] == []
+
+
+def test_image_folder_archive_from_a_url(server, tmp_path, monkeypatch):
+    import zipfile
+
+    from PIL import Image
+
+    from infoopt.data.registry import image_folder_spec
+
+    rng, buffer, expected = np.random.default_rng(12), io.BytesIO(), {}
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for split in ("train", "test"):
+            images = rng.integers(0, 256, size=(2, 5, 5, 3), dtype=np.uint8)
+            for name, pixels in zip(("ant", "bee"), images, strict=True):
+                png = io.BytesIO()
+                Image.fromarray(pixels).save(png, format="PNG")
+                archive.writestr(f"insects/{split}/{name}/x.png", png.getvalue())
+            expected[split] = (images.transpose(0, 3, 1, 2), np.array([0, 1]))
+    body = buffer.getvalue()
+    url = server.serve("/insects.zip", body)
+    settings = {"url": url, "md5": _md5(body), "classes": ["ant", "bee"], "image_size": 5}
+    monkeypatch.setitem(DATASETS, "insects", image_folder_spec("insects", settings))
+    out = tmp_path / "insects.npz"
+    prepare("insects", tmp_path / "raw", out)
+    _assert_prepared(out, expected["train"], expected["test"])
+    assert (tmp_path / "raw" / "insects.zip").is_file()

@@ -29,7 +29,7 @@ PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())
 ENV_FILES = sorted((REPO / "envs").glob("*.yaml"))
 
 # Import names whose distribution is named otherwise.
-DISTRIBUTIONS = {"IPython": "ipython", "sklearn": "scikit-learn", "yaml": "pyyaml"}
+DISTRIBUTIONS = {"IPython": "ipython", "PIL": "pillow", "sklearn": "scikit-learn", "yaml": "pyyaml"}
 # pandas imports these only inside the method that needs them: method -> distribution.
 PANDAS_BACKENDS = {"read_parquet": "pyarrow", "to_parquet": "pyarrow", "to_markdown": "tabulate"}
 

@@ -336,3 +336,118 @@ def test_common_argument_is_not_an_option():
 def test_bad_values_are_named(arch, kwargs, culprit):
     with pytest.raises(ValueError, match=culprit):
         build_model(arch, num_classes=10, in_channels=3, **kwargs)
+
+
+# Models from libraries and a user's factory, on a data set's shape: 1 channel, 8 pixels, 7 classes.
+SHAPE = {"num_classes": 7, "in_channels": 1, "image_size": 8}
+TINY_TIMM_VIT = {
+    "name": "vit_tiny_patch16_224",
+    "patch_size": 2,
+    "embed_dim": 16,
+    "depth": 1,
+    "num_heads": 2,
+}
+USER_FACTORY = """
+from torch import nn
+
+
+def small_net(num_classes, in_channels, image_size, hidden=4):
+    return nn.Sequential(
+        nn.Flatten(), nn.Linear(in_channels * image_size**2, hidden), nn.Linear(hidden, num_classes)
+    )
+
+
+def not_a_model(num_classes, in_channels, image_size):
+    return "a string"
+"""
+
+
+@pytest.fixture
+def user_module(tmp_path, monkeypatch) -> str:
+    (tmp_path / "my_models.py").write_text(USER_FACTORY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return "my_models"
+
+
+@pytest.mark.parametrize(
+    ("name", "options"),
+    [
+        ("timm", TINY_TIMM_VIT),
+        ("timm", {"name": "resnet18", "channels": [4, 4, 4, 4]}),
+        ("torchvision", {"name": "resnet18"}),
+        ("torchvision", {"name": "mobilenet_v3_small", "width_mult": 0.25}),
+    ],
+)
+def test_library_models_take_the_data_set_shape(name, options):
+    from infoopt.models import resolve_model_options
+
+    assert resolve_model_options(name, options, SHAPE) == options
+    model = build_model(name, **SHAPE, options=options).eval()
+    with torch.no_grad():
+        assert model(torch.randn(3, 1, 8, 8)).shape == (3, 7)
+    first = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+    assert first.in_channels == 1  # timm's in_chans, or torchvision's stem replaced
+
+
+def test_torchvision_keeps_its_stem_for_three_channels():
+    model = build_model("torchvision", **{**SHAPE, "in_channels": 3}, options={"name": "resnet18"})
+    reference = torchvision.models.resnet18(num_classes=7)
+    assert [(n, p.shape) for n, p in model.named_parameters()] == [
+        (n, p.shape) for n, p in reference.named_parameters()
+    ]
+
+
+def test_user_factory_gets_the_shape_and_options(user_module):
+    model = build_model(f"{user_module}:small_net", **SHAPE, options={"hidden": 5})
+    assert [p.shape for p in model.parameters()] == [(5, 64), (5,), (7, 5), (7,)]
+
+
+def test_library_spec_round_trips_through_json():
+    spec = {"name": "timm", **SHAPE, "options": TINY_TIMM_VIT}
+    original = build_model(**spec).eval()
+    rebuilt = build_model(**json.loads(json.dumps(spec))).eval()
+    rebuilt.load_state_dict(original.state_dict())
+    x = torch.randn(2, 1, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(rebuilt(x), original(x))
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "option", "message"),
+    [
+        ("timm", {"name": "no_such_model"}, "name", "unknown timm model 'no_such_model'"),
+        ("timm", {"name": "vit_tiny_patch_16_224"}, "name", "did you mean vit_tiny_patch16_224"),
+        ("timm", {}, "name", "needs options.name"),
+        ("timm", {**TINY_TIMM_VIT, "no_such_option": 1}, "no_such_option", "takes no option"),
+        ("timm", {**TINY_TIMM_VIT, "in_chans": 3}, "in_chans", "the data set sets"),
+        ("timm", {**TINY_TIMM_VIT, "pretrained": True}, "pretrained", "no weights"),
+        ("timm", {**TINY_TIMM_VIT, "embed_dim": 15}, None, "AssertionError"),
+        ("timm", {**TINY_TIMM_VIT, "img_size": 16}, None, "doesn't match model"),
+        ("torchvision", {"name": "resnet9000"}, "name", "unknown torchvision model"),
+        ("torchvision", {"name": "resnet18", "weights": "DEFAULT"}, "weights", "no weights"),
+        ("torchvision", {"name": "resnet18", "width": 3}, "width", "takes no option"),
+        ("no_such_package.models:net", {}, "model", "no module named 'no_such_package'"),
+        ("infoopt.models:no_such_factory", {}, "model", "has no attribute 'no_such_factory'"),
+        ("infoopt.models:MODELS", {}, "model", "is not callable"),
+        ("my_models:small_net", {"hidden": 0.5}, None, "TypeError"),
+        ("my_models:small_net", {"depth": 3}, "depth", "takes no option"),
+        ("my_models:not_a_model", {}, "model", "returned a str"),
+    ],
+)
+def test_library_model_errors_name_the_option(name, options, option, message, user_module):
+    from infoopt.models import ModelOptionError, resolve_model_options
+
+    with pytest.raises(ModelOptionError) as error:
+        resolve_model_options(name, options, SHAPE)
+    assert error.value.name == option
+    assert message in str(error.value) and "\n" not in str(error.value)
+
+
+def test_describe_counts_and_names_the_tensors():
+    from infoopt.models import describe
+
+    model = build_model("timm", **SHAPE, options=TINY_TIMM_VIT)
+    described = describe(model)
+    assert described["parameters"] == sum(p.numel() for p in model.parameters())
+    assert described["tensors"] == [[name, list(p.shape)] for name, p in model.named_parameters()]
+    assert described["tensors"][-1] == ["head.bias", [7]]

@@ -56,6 +56,7 @@ def resolve_config(config: dict, schema_path: str | Path) -> dict:
     if error is not None:
         raise ConfigError(f"config key {_key_path(error)}: {error.message}")
     _check_references(config)
+    _check_datasets(config)
     _check_checkpoints(config["training"]["checkpoints"])
     _resolve_model_options(config)
     _resolve_hparams(config)
@@ -65,7 +66,9 @@ def resolve_config(config: dict, schema_path: str | Path) -> dict:
 def _check_references(config: dict) -> None:
     # Imported here: the registries pull in torch, which the schema check itself does not need.
     from infoopt.data import DATASETS
+    from infoopt.data.registry import register_image_folders
     from infoopt.models import MODELS
+    from infoopt.models.library import is_library_model
 
     def require(name: str, known, where: str) -> None:
         if name not in known:
@@ -73,6 +76,11 @@ def _check_references(config: dict) -> None:
                 f"config key {where}: unknown {name!r}; known: {', '.join(sorted(known))}"
             )
 
+    _check_image_folders(config["datasets"])
+    try:
+        register_image_folders(config["datasets"])
+    except ValueError as error:
+        raise ConfigError(f"config key datasets: {error}") from None
     for exp_name, exp in config["experiments"].items():
         require(exp["dataset"], DATASETS, f"experiments.{exp_name}.dataset")
         for arch in exp["archs"]:
@@ -82,12 +90,53 @@ def _check_references(config: dict) -> None:
     for name in config["datasets"]:
         require(name, DATASETS, f"datasets.{name}")
     for name, arch in config["archs"].items():
-        require(arch["model"], MODELS, f"archs.{name}.model")
+        if not is_library_model(arch["model"]):
+            require(arch["model"], MODELS, f"archs.{name}.model")
     for name, opt in config["optimizers"].items():
         for where, entry in _algorithm_entries(name, opt):
             _optimizer_factory(entry["algorithm"], f"{where}.algorithm")
             for arch in entry["arch_hparams"]:
                 require(arch, config["archs"], f"{where}.arch_hparams")
+
+
+def _check_image_folders(datasets: dict) -> None:
+    """An image folder (a dataset with ``classes``) has a local path or a url and md5."""
+    for name, settings in datasets.items():
+        if "classes" not in settings:
+            continue
+        where = f"config key datasets.{name}"
+        if ("path" in settings) == ("url" in settings):
+            raise ConfigError(f"{where}: an image folder needs either a path or a url (and md5)")
+        if "url" in settings and "md5" not in settings:
+            raise ConfigError(f"{where}.md5: an image folder's archive at a url needs its md5")
+        if "path" in settings and not Path(settings["path"]).exists():
+            raise ConfigError(f"{where}.path: {settings['path']} does not exist")
+
+
+def _check_datasets(config: dict) -> None:
+    """A known dataset's download settings: an md5 that is not the registry's needs the URL of
+    the other archive it is the md5 of; a dataset of several files takes a base URL only."""
+    from infoopt.data import DATASETS
+
+    for name, settings in config["datasets"].items():
+        spec, where = DATASETS[name], f"config key datasets.{name}"
+        if "classes" in settings:
+            continue
+        if spec.bundled and settings:
+            raise ConfigError(f"{where}: {name} is bundled; it takes no url or md5")
+        md5 = settings.get("md5")
+        if md5 is None:
+            continue
+        if spec.files:
+            raise ConfigError(
+                f"{where}.md5: {name} is {len(spec.files)} files, each checked against its "
+                "known md5; give only url, the base URL of a mirror holding them"
+            )
+        if md5 != spec.md5 and "url" not in settings:
+            raise ConfigError(
+                f"{where}.md5: {md5} is not the md5 of {name}'s archive at {spec.url} "
+                f"({spec.md5}); to use another archive give its url too"
+            )
 
 
 def _check_checkpoints(checkpoints: list[float]) -> None:
@@ -122,6 +171,8 @@ def _resolve_model_options(config: dict) -> None:
                 resolved = resolve_model_options(arch["model"], arch["options"], shape)
             except ModelOptionError as error:
                 key = f"archs.{name}.options" + (f".{error.name}" if error.name else "")
+                if error.name == "model":  # an import path that names no factory
+                    key = f"archs.{name}.model"
                 raise ConfigError(f"config key {key}: {error}") from None
         arch["options"] = resolved
 

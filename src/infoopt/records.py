@@ -87,6 +87,8 @@ class RunRecord:
     checkpoints: list[dict[str, Any]]
     # Code version, packages and hardware (infoopt.provenance).
     provenance: dict[str, Any]
+    # The model's parameter count and its tensors' names and shapes (infoopt.models.describe).
+    model_parameters: dict[str, Any] | None = None
     # Parameter name -> the group that trained it (infoopt.optim.groups); None for one algorithm.
     parameter_groups: dict[str, str] | None = None
 

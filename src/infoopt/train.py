@@ -35,7 +35,7 @@ from infoopt.atomic import publish, save_torch, write_json, write_table
 from infoopt.checkpoint import CheckpointHeader, load_checkpoint, save_checkpoint
 from infoopt.data import TrainLoader, eval_batches, holdout_split, load_prepared
 from infoopt.labels import progress_label
-from infoopt.models import build_model
+from infoopt.models import build_model, describe
 from infoopt.optim import build_run_optimizer, deployed, parameter_groups
 from infoopt.provenance import provenance
 from infoopt.records import RunRecord, RunSpec
@@ -435,6 +435,7 @@ class Trainer:
             steps_done=self.state.step,
             wall_seconds=time.perf_counter() - self.started,
             checkpoints=self.state.checkpoints,
+            model_parameters=describe(self.model),
             parameter_groups=parameter_groups(self.optimizer),
             provenance=provenance(self.device),
         )

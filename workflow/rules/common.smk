@@ -1,5 +1,6 @@
 # Configuration checks and the helpers the rules share.
 import math
+import shlex
 import sys
 from pathlib import Path
 
@@ -32,6 +33,16 @@ except ConfigError as error:
     sys.exit(f"invalid configuration: {error}")
 config.clear()
 config.update(_validated)
+
+# Where each data set still to be downloaded comes from, for the dry run to show.
+for _dataset in sorted({exp["dataset"] for exp in config["experiments"].values()}):
+    _url = config["datasets"].get(_dataset, {}).get("url")
+    if (
+        not DATASETS[_dataset].bundled
+        and not Path(f"resources/raw/{_dataset}").exists()
+    ):
+        for _file in DATASETS[_dataset].file_urls(_url):
+            print(f"{_dataset}: to download from {_file}", file=sys.stderr)
 
 # Every spec reaches a rule's params as canonical JSON (sorted keys, normalised numbers), so an
 # equivalent configuration, however written or layered, plans nothing new.
@@ -84,9 +95,10 @@ def run_files(experiment, name):
 def download_source(wildcards):
     """Command-line options naming the archive to fetch (the registry's default unless configured)."""
     settings = config["datasets"].get(wildcards.dataset, {})
-    return " ".join(
-        f"--{key} {settings[key]}" for key in ("url", "md5") if key in settings
-    )
+    options = [f"--{key} {settings[key]}" for key in ("url", "md5") if key in settings]
+    if "classes" in settings:
+        options.append(f"--image-folder {shlex.quote(canonical_json(settings))}")
+    return " ".join(options)
 
 
 def raw_input(wildcards):

@@ -9,17 +9,30 @@ HELP = "download (if needed), verify and convert a dataset into its array file"
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dataset", help="dataset name: cifar10, cifar100 or digits")
+    parser.add_argument(
+        "dataset", help="a dataset of infoopt.data.DATASETS, e.g. cifar10, mnist or digits"
+    )
     parser.add_argument(
         "--raw-dir", type=Path, default=None, help="archive folder (default: resources/raw/DATASET)"
     )
     parser.add_argument(
         "--out", type=Path, default=None, help="array file (default: resources/data/DATASET.npz)"
     )
-    parser.add_argument("--url", default=None, help="archive URL (default: the official one)")
+    parser.add_argument(
+        "--url",
+        default=None,
+        help="archive URL, or base URL of a set of several files (default: the official one)",
+    )
     parser.add_argument("--md5", default=None, help="the archive's md5 (default: the official one)")
     parser.add_argument(
         "--download-only", action="store_true", help="only fetch and verify the archive"
+    )
+    parser.add_argument(
+        "--image-folder",
+        default=None,
+        metavar="JSON",
+        help="the dataset is an image folder with these settings (classes, image_size, "
+        "channels, path or url and md5), as in the config's datasets section",
     )
 
 
@@ -30,6 +43,14 @@ def run(args: argparse.Namespace) -> int:
     from infoopt.data.arrays import is_array_file, read_arrays
 
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.image_folder is not None:
+        import json
+
+        from infoopt.data.registry import register_image_folders
+
+        settings = json.loads(args.image_folder)
+        register_image_folders({args.dataset: settings})
+        logging.info("%s: classes in label order: %s", args.dataset, ", ".join(settings["classes"]))
     raw_dir = args.raw_dir or Path("resources/raw") / args.dataset
     out = args.out or Path("resources/data") / f"{args.dataset}.npz"
     if args.download_only:

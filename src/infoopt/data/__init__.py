@@ -1,6 +1,7 @@
 """Datasets: download, convert once to an array file, load onto a device, batch and augment.
 
-- :data:`DATASETS` / :class:`DatasetSpec`: the registry (``cifar10``, ``cifar100``, ``digits``).
+- :data:`DATASETS` / :class:`DatasetSpec`: the registry (``cifar10``, ``cifar100``, ``mnist``,
+  ``fashion_mnist``, ``kmnist``, ``svhn``, ``stl10``, ``digits``).
 - :func:`download`, :func:`prepare`: archive -> ``resources/data/{dataset}.npz``.
 - :func:`load_prepared` -> :class:`Prepared`: the arrays as tensors on a device.
 - :class:`TrainLoader`, :func:`eval_batches`, :func:`holdout_split`, :func:`eval_subset`.

@@ -49,6 +49,19 @@ def _convert_archive(spec: DatasetSpec, archive: Path, url: str) -> ImageArrays:
             ) from error
 
 
+def _convert_files(spec: DatasetSpec, directory: Path, url: str) -> ImageArrays:
+    """Convert a dataset of several verified files, read where they are."""
+    try:
+        return spec.convert(directory)
+    except _UNREADABLE as error:
+        for file_name, _ in spec.files:
+            (directory / file_name).unlink(missing_ok=True)
+        raise DataError(
+            f"{spec.name}: the files in {directory} (from {url}) are corrupt or not "
+            f"{spec.name}: {error}; they were removed"
+        ) from error
+
+
 def prepare(
     name: str,
     raw_dir: str | os.PathLike,
@@ -69,6 +82,9 @@ def prepare(
     archive = download(name, raw_dir, url, md5)
     if spec.bundled:
         arrays = spec.convert(None)
+    elif spec.files:
+        log.info("%s: converting the files in %s", name, archive)
+        arrays = _convert_files(spec, archive, source(spec, url, md5)[0])
     else:
         log.info("%s: converting %s", name, archive)
         arrays = _convert_archive(spec, archive, source(spec, url, md5)[0])

@@ -30,11 +30,15 @@ class AffineBatchNorm(nn.Module):
 
 
 def affine_batch_norms(model: nn.Module) -> None:
-    """Replace every affine BatchNorm with running statistics by :class:`AffineBatchNorm`."""
+    """Replace every affine BatchNorm with running statistics by :class:`AffineBatchNorm`.
+
+    Only those that compute what torch's BatchNorm does: a subclass with its own ``forward``
+    (timm's ``BatchNormAct2d`` adds an activation) is another function, and is kept."""
     for parent in model.modules():
         for name, child in parent.named_children():
             if (
                 isinstance(child, nn.modules.batchnorm._BatchNorm)
+                and type(child).forward is nn.modules.batchnorm._BatchNorm.forward
                 and child.affine
                 and child.track_running_stats
             ):

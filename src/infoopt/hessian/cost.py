@@ -37,6 +37,7 @@ import json
 import math
 import os
 from dataclasses import asdict, dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -161,8 +162,9 @@ def size_cache() -> Path:
 
 
 def _models_version() -> str:
-    """What a size depends on besides the spec: torch's version and the models' source."""
-    digest = hashlib.sha256(torch.__version__.encode())
+    """What a size depends on besides the spec: torch's and timm's versions and the models'
+    source."""
+    digest = hashlib.sha256(f"{torch.__version__} timm {metadata.version('timm')}".encode())
     for path in sorted(Path(models.__file__).parent.glob("*.py")):
         digest.update(path.read_bytes())
     return digest.hexdigest()[:16]
@@ -227,6 +229,23 @@ def _graphless_blocks(spec: str) -> frozenset[int]:
     return frozenset(blocks)
 
 
+def _unmeasured_costs(table: dict[str, Any], size: _Size) -> dict[str, float]:
+    """The costs of a model no measured family covers (a timm or torchvision model, a user's
+    own): of each number, the largest over the measured families per FLOP (seconds) or per
+    saved byte (graph), scaled to ``size``: a generous request rather than none."""
+    families = [name for name, entry in table.items() if isinstance(entry, dict)]
+    costs: dict[str, float] = {}
+    for family in families:
+        ref = _size(
+            canonical_json({"name": family, **REFERENCE_SHAPE, "options": model_options(family)})
+        )
+        for key, value in table[family].items():
+            per = ref.saved_bytes if key == "graph_bytes" else ref.flops
+            mine = size.saved_bytes if key == "graph_bytes" else size.flops
+            costs[key] = max(costs.get(key, 0.0), value * mine / per)
+    return costs
+
+
 def predict(
     options: HessianOptions,
     model: dict[str, Any],
@@ -244,13 +263,14 @@ def predict(
         raise ValueError(f"unknown device kind {device_kind!r}; valid: {', '.join(DEVICE_KINDS)}")
     table = (costs or load_costs())[device_kind]
     name = model["name"]
-    if name not in table:
-        raise ValueError(f"no measured Hessian costs for model {name!r} on {device_kind}")
-    measured = table[name]
     defaults = model_options(name)
     spec = canonical_json(model | {"options": defaults | (model.get("options") or {})})
     size = _size(spec)
-    reference = _size(canonical_json({"name": name, **REFERENCE_SHAPE, "options": defaults}))
+    if name in table:
+        measured = table[name]
+        reference = _size(canonical_json({"name": name, **REFERENCE_SHAPE, "options": defaults}))
+    else:
+        measured, reference = _unmeasured_costs(table, size), size
     element = 8 if options.dtype == "float64" else 4
 
     index, count = shard or (0, 1)

@@ -95,11 +95,17 @@ def owners(model: nn.Module, params: Sequence[torch.Tensor]) -> list[tuple[nn.Mo
 
 @contextmanager
 def captured(modules: Sequence[nn.Module]) -> Iterator[dict[nn.Module, list[tuple]]]:
-    """Every call of ``modules`` while in the context: ``(args, kwargs, output)`` each."""
+    """Every call of ``modules`` while in the context: ``(args, kwargs, output)`` each.
+
+    The network goes on with a copy of each output, and the inputs are kept as copies: an
+    in-place op after the module (timm's ``ReLU(inplace=True)``, ``x += shortcut``) would
+    otherwise change the recorded tensors, and the gradients taken at them."""
     calls: dict[nn.Module, list[tuple]] = {module: [] for module in modules}
 
     def record(module, args, kwargs, output):
+        args = tuple(_detached(a).clone() if isinstance(a, torch.Tensor) else a for a in args)
         calls[module].append((args, kwargs, output))
+        return output.clone() if isinstance(output, torch.Tensor) else None
 
     handles = [module.register_forward_hook(record, with_kwargs=True) for module in calls]
     try:
@@ -211,6 +217,11 @@ def _detached(value):
     return value.detach() if isinstance(value, torch.Tensor) else value
 
 
+def _stock(module: nn.Module, kind: type[nn.Module]) -> bool:
+    """Whether ``module`` is a ``kind`` that computes what torch's ``kind`` does."""
+    return isinstance(module, kind) and type(module).forward is kind.forward
+
+
 def _channel_features(
     module: nn.Module, name: str, x: torch.Tensor, index: torch.Tensor
 ) -> tuple[int, torch.Tensor, torch.Tensor | None] | None:
@@ -218,12 +229,14 @@ def _channel_features(
     coordinate ``s`` moves one output channel ``o_s`` only, by a feature ``f_s`` of the input
     ``x`` at every position: (the output's channel dimension, ``o_s`` for the coordinates
     ``index``, ``f_s`` as (images, coordinates, positions), None where it is 1: a bias).
-    None for any other module."""
-    if name == "bias" and isinstance(module, (nn.Linear, nn.Conv2d, AffineBatchNorm)):
-        return (-1 if isinstance(module, nn.Linear) else 1), index, None
+    None for any other module, also for a subclass with its own ``forward`` (timm's
+    ``Conv2dSame`` pads its input inside it): the tangents see what it computes."""
+    linear, conv = _stock(module, nn.Linear), _stock(module, nn.Conv2d)
+    if name == "bias" and (linear or conv or isinstance(module, AffineBatchNorm)):
+        return (-1 if linear else 1), index, None
     if name != "weight":
         return None
-    if isinstance(module, nn.Linear):
+    if linear:
         # weight[o, i]: output feature o gets input feature i, at every token.
         inputs = x.reshape(len(x), -1, module.in_features)
         return -1, index // module.in_features, inputs[:, :, index % module.in_features].mT
@@ -234,7 +247,7 @@ def _channel_features(
         scaled = (x[:, index] - mean.view(shape)) * torch.rsqrt(var + module.eps).view(shape)
         return 1, index, scaled.reshape(len(x), len(index), -1)
     if (
-        isinstance(module, nn.Conv2d)
+        conv
         and module.groups == 1
         and module.padding_mode == "zeros"
         and not isinstance(module.padding, str)
@@ -364,10 +377,11 @@ def bytes_per_image(
 ) -> int:
     """The elements :func:`add_submatrices` holds per image beyond the forward pass's graph, for
     blocks held by ``holders`` whose modules' outputs have ``outputs`` elements per image: the
-    gradients at each output for every class, and one pass's :data:`TANGENTS` tangents, three
-    times (the forward-mode product's terms, their sum, its contiguous copy)."""
+    gradients at each output for every class, the copies :func:`captured` makes of each output
+    and input (an input taken as its output's size), and one pass's :data:`TANGENTS` tangents,
+    three times (the forward-mode product's terms, their sum, its contiguous copy)."""
     sizes = {id(module): size for (module, _), size in zip(holders, outputs, strict=True)}
-    return classes * sum(sizes.values()) + 3 * TANGENTS * max(sizes.values(), default=0)
+    return (classes + 2) * sum(sizes.values()) + 3 * TANGENTS * max(sizes.values(), default=0)
 
 
 def micro_batch(room: float, per_image: float, images: int) -> int:

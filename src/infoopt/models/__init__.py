@@ -1,8 +1,9 @@
-"""Model registry: architecture name -> factory.
+"""Models: ours by name (``resnet18``, ``vit``), timm's, torchvision's and a user's factory.
 
-Every factory takes keyword arguments only: ``num_classes``, ``in_channels``, ``image_size`` and
-the architecture's own options. A checkpoint stores exactly the arguments of :func:`build_model`
-(all JSON values), so ``build_model(**ckpt["model"])`` rebuilds the network.
+Every factory of ours takes keyword arguments only: ``num_classes``, ``in_channels``,
+``image_size`` and the architecture's own options; the others are built as
+:mod:`infoopt.models.library` says. A checkpoint stores exactly the arguments of
+:func:`build_model` (all JSON values), so ``build_model(**ckpt["model"])`` rebuilds the network.
 """
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ import torch
 from torch import nn
 
 from infoopt.canonical import normalize
+from infoopt.models.library import (
+    LibraryModelError,
+    build_library_model,
+    check_library_options,
+    is_library_model,
+    unexpected_option,
+)
 from infoopt.models.resnet import resnet18
 from infoopt.models.vit import vit
 
@@ -33,9 +41,15 @@ class ModelOptionError(ValueError):
 
 
 def model_options(name: str) -> dict[str, Any]:
-    """The options of architecture ``name`` with their defaults, read from its factory."""
+    """The options of architecture ``name`` with their defaults, read from its factory (none
+    for a library's model or a user's factory: their options are taken as given)."""
+    if is_library_model(name):
+        return {}
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; valid models: {', '.join(sorted(MODELS))}")
+        raise ValueError(
+            f"unknown model {name!r}; valid models: {', '.join(sorted(MODELS))}, timm, "
+            "torchvision or an import path package.module:function"
+        )
     parameters = inspect.signature(MODELS[name]).parameters.values()
     return {p.name: p.default for p in parameters if p.name not in _COMMON}
 
@@ -66,37 +80,72 @@ def _matches(value: Any, annotation: Any) -> bool:
     return True
 
 
+def _check_fit(name: str, options: dict[str, Any], shape: dict[str, int]) -> None:
+    """Build the model on the meta device (which allocates nothing) and pass two images of
+    ``shape`` through it: a ModelOptionError says what does not fit."""
+    try:
+        with torch.device("meta"):
+            model = build_model(name, **shape, options=options)
+            side = shape["image_size"]
+            logits = model.eval()(torch.empty(2, shape["in_channels"], side, side))
+    except LibraryModelError as error:
+        raise ModelOptionError(error.option, f"model {name!r}: {error}") from None
+    except TypeError as error:
+        option = unexpected_option(error)
+        if option is not None and option in options:
+            raise ModelOptionError(option, f"model {name!r} takes no option {option}") from None
+        message = f"TypeError: {error}".splitlines()[0]
+        raise ModelOptionError(None, f"model {name!r} on {shape}: {message}") from None
+    except (ValueError, RuntimeError, AssertionError, AttributeError, IndexError) as error:
+        # Whatever a model's own checks raise (timm asserts; a user's code may raise anything
+        # of these) is a configuration that does not fit.
+        kind = "" if isinstance(error, ValueError) else f"{type(error).__name__}: "
+        message = f"{kind}{error}".splitlines()[0]
+        raise ModelOptionError(None, f"model {name!r} on {shape}: {message}") from None
+    expected = (2, shape["num_classes"])
+    if not isinstance(logits, torch.Tensor) or tuple(logits.shape) != expected:
+        got = tuple(logits.shape) if isinstance(logits, torch.Tensor) else type(logits).__name__
+        raise ModelOptionError(
+            None, f"model {name!r} on {shape}: gives {got} for 2 images, not logits {expected}"
+        )
+
+
 def resolve_model_options(
     name: str, options: dict[str, Any] | None, shape: dict[str, int] | None = None
 ) -> dict[str, Any]:
     """Every option of model ``name``, checked and with its default filled in.
 
-    Names and types come from the factory's signature. Given a dataset's ``shape``
-    (``num_classes``, ``in_channels``, ``image_size``), the constraints between them (e.g. an
-    image size divisible by the patch size) come from building the model on the meta device,
-    which allocates nothing. A ModelOptionError names the option.
+    Names and types of our models' options come from the factory's signature; a library's model
+    or a user's factory takes its options as given, checked by building it. Given a dataset's
+    ``shape`` (``num_classes``, ``in_channels``, ``image_size``), the model is built on the
+    meta device and given two images of that shape, so that constraints between options (an
+    image size divisible by the patch size) and options a library's model does not take are
+    found before any job. A ModelOptionError names the option.
     """
-    valid = model_options(name)
     # Integral floats as ints, as in every spec: `dim: 512.0` means `dim: 512`.
     options = normalize(dict(options or {}))
-    _check_names(name, options, valid)
-    hints = typing.get_type_hints(MODELS[name])
-    for option, value in options.items():
-        expected = hints.get(option)
-        if expected is not None and not _matches(value, expected):
-            shown = expected.__name__
-            if typing.get_origin(expected) is Sequence:
-                shown = f"a list of {typing.get_args(expected)[0].__name__}"
-            raise ModelOptionError(
-                option, f"model {name!r}: option {option} must be {shown}, got {value!r}"
-            )
-    resolved = {**valid, **options}
-    if shape is not None:
+    if is_library_model(name):
         try:
-            with torch.device("meta"):
-                MODELS[name](**shape, **resolved)
-        except (ValueError, TypeError, RuntimeError) as error:
-            raise ModelOptionError(None, f"model {name!r} on {shape}: {error}") from None
+            check_library_options(name, options)
+        except LibraryModelError as error:
+            raise ModelOptionError(error.option, f"model {name!r}: {error}") from None
+        resolved = options
+    else:
+        valid = model_options(name)
+        _check_names(name, options, valid)
+        hints = typing.get_type_hints(MODELS[name])
+        for option, value in options.items():
+            expected = hints.get(option)
+            if expected is not None and not _matches(value, expected):
+                shown = expected.__name__
+                if typing.get_origin(expected) is Sequence:
+                    shown = f"a list of {typing.get_args(expected)[0].__name__}"
+                raise ModelOptionError(
+                    option, f"model {name!r}: option {option} must be {shown}, got {value!r}"
+                )
+        resolved = {**valid, **options}
+    if shape is not None:
+        _check_fit(name, resolved, shape)
     return normalize(resolved)
 
 
@@ -113,5 +162,15 @@ def build_model(
     for arg, value in common.items():
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{arg} must be a positive integer, got {value!r}")
+    if is_library_model(name):
+        return build_library_model(name, **common, options=dict(options or {}))
     _check_names(name, options or {}, model_options(name))
     return MODELS[name](**common, **(options or {}))
+
+
+def describe(model: nn.Module) -> dict[str, Any]:
+    """What ``run.json`` records of a model: its parameter count and its tensors' names and
+    shapes, ``[name, shape]`` in the order of ``model.named_parameters()`` (the Hessian's
+    blocks; a list, as JSON objects are written with sorted keys)."""
+    tensors = [[name, list(p.shape)] for name, p in model.named_parameters()]
+    return {"parameters": sum(p.numel() for p in model.parameters()), "tensors": tensors}
