@@ -2,13 +2,33 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import yaml
+from hypothesis import settings
 
 REPO = Path(__file__).resolve().parents[1]
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
+
+# In CI the property tests draw the same examples every run: a red CI is reproducible, and a
+# green one does not turn red on a later run of the same code.
+settings.register_profile("ci", derandomize=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache(tmp_path_factory):
+    """The session's own cache directory, also for the Snakemake runs it starts (they inherit
+    the environment): no test reads or leaves the user's (infoopt.hessian.cost keeps measured
+    model sizes under $XDG_CACHE_HOME/infoopt)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -115,19 +135,74 @@ def resumable_step(root: Path) -> int:
 SMOKE = ("--cores", "2", "--workflow-profile", "workflow/profiles/smoke")
 
 
+@dataclass(frozen=True)
+class SmokeRun:
+    """The session's smoke workflow run to the end: its folder, and why it failed (the tail of
+    Snakemake's log) or None."""
+
+    workdir: Path
+    failure: str | None
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    """(size, mtime) of every file under ``folder`` (Snakemake's records included)."""
+    return {
+        str(path.relative_to(folder)): (path.lstat().st_size, path.lstat().st_mtime_ns)
+        for path in folder.rglob("*")
+        if not path.is_dir() and "__pycache__" not in path.parts
+    }
+
+
+def _tail(text: str | bytes | None, lines: int = 60) -> str:
+    if isinstance(text, bytes):
+        text = text.decode(errors="replace")
+    return "\n".join((text or "").splitlines()[-lines:])
+
+
 @pytest.fixture(scope="session")
-def smoke(tmp_path_factory) -> Path:
-    """The smoke workflow, run once to the end; tests that change it work on a copy."""
+def smoke_run(tmp_path_factory) -> Iterator[SmokeRun]:
+    """The smoke workflow, run once; a failure is kept, not raised, so that one test
+    (test_workflow.py::test_smoke_run_finishes) reports it and the others skip. Tests only read
+    its folder (those that run Snakemake work on a copy): the session's end checks that."""
+    import subprocess
+
     workdir = copy_workflow(tmp_path_factory.mktemp("smoke"))
-    snakemake(workdir, *SMOKE, timeout=1800)
-    return workdir
+    try:
+        result = snakemake(workdir, *SMOKE, timeout=1800, check=False)
+        failure = None
+        if result.returncode != 0:
+            failure = f"exit status {result.returncode}:\n{_tail(result.stderr)}"
+    except subprocess.TimeoutExpired as expired:
+        failure = f"timed out after {expired.timeout:.0f} s:\n{_tail(expired.stderr)}"
+    before = _files(workdir)
+    yield SmokeRun(workdir, failure)
+    after = _files(workdir)
+    changed = sorted(k for k in before.keys() | after.keys() if before.get(k) != after.get(k))
+    assert not changed, f"tests wrote into the shared smoke folder: {changed[:20]}"
+
+
+@pytest.fixture(scope="session")
+def smoke(smoke_run) -> Path:
+    """The finished smoke workflow's folder, to read; the test skips if the run failed."""
+    if smoke_run.failure is not None:
+        pytest.skip("the smoke run failed: test_workflow.py::test_smoke_run_finishes says why")
+    return smoke_run.workdir
+
+
+def copy_smoke(smoke: Path, destination: Path) -> Path:
+    """A copy of the finished smoke workflow (files, times and Snakemake's records): what a
+    test runs Snakemake on, even a dry run, which writes Snakemake's records."""
+    import shutil
+
+    return Path(shutil.copytree(smoke, destination / "smoke", symlinks=True))
 
 
 @pytest.fixture(scope="session")
 def smoke_report(smoke, tmp_path_factory) -> str:
     """The HTML of `snakemake --report` of the finished smoke workflow."""
-    report = tmp_path_factory.mktemp("report") / "report.html"
-    result = snakemake(smoke, *SMOKE, "--report", str(report))
+    folder = tmp_path_factory.mktemp("report")
+    report = folder / "report.html"
+    result = snakemake(copy_smoke(smoke, folder), *SMOKE, "--report", str(report))
     assert "ERROR" not in result.stderr, "the captions are valid reStructuredText"
     return report.read_text()
 
@@ -144,10 +219,8 @@ def report_variable(html: str, name: str) -> dict:
 
 @pytest.fixture
 def smoke_copy(smoke, tmp_path) -> Path:
-    """A copy of the finished smoke workflow (files, times and Snakemake's records)."""
-    import shutil
-
-    return Path(shutil.copytree(smoke, tmp_path / "smoke", symlinks=True))
+    """A copy of the finished smoke workflow (:func:`copy_smoke`), the test's own."""
+    return copy_smoke(smoke, tmp_path)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -455,14 +455,14 @@ def test_final_runs_use_the_selected_lr(smoke):
 
 
 @pytest.mark.workflow
-def test_a_changed_sweep_reruns_what_depends_on_it(smoke, tmp_path):
-    result = snakemake(smoke, *SMOKE, *TARGETS, "--dry-run")
+def test_a_changed_sweep_reruns_what_depends_on_it(smoke_copy, tmp_path):
+    result = snakemake(smoke_copy, *SMOKE, *TARGETS, "--dry-run")
     assert "Nothing to be done" in result.stdout + result.stderr
     changed = {"experiments": {"lion_ablation": {"lr_sweep": {"holdout": 0.25}}}}
     (tmp_path / "changed.yaml").write_text(yaml.safe_dump(changed))
     # A command-line --configfile replaces the profile's list: the smoke file is named again.
     files = ("--configfile", "workflow/profiles/smoke/experiment.yaml", tmp_path / "changed.yaml")
-    result = snakemake(smoke, *SMOKE, *TARGETS, "--dry-run", *map(str, files))
+    result = snakemake(smoke_copy, *SMOKE, *TARGETS, "--dry-run", *map(str, files))
     jobs = _job_counts(result.stdout)
     runs = 2 * len(ABLATION)
     assert jobs["sweep"] == runs and jobs["select_lr"] == len(ABLATION) and jobs["train"] == runs

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import SCHEMA, SMOKE, snakemake
+from conftest import SCHEMA, SMOKE, copy_smoke, snakemake
 
 pytestmark = pytest.mark.workflow
 
@@ -266,30 +266,36 @@ def test_bad_value_is_named_in_one_line(name, smoke_config):
 
 
 @pytest.fixture(scope="module")
-def untouched(smoke):
-    return results_state(smoke)
+def workdir(smoke, tmp_path_factory):
+    """A copy of the finished smoke workflow: dry runs write Snakemake's records."""
+    return copy_smoke(smoke, tmp_path_factory.mktemp("dry-runs"))
 
 
 @pytest.fixture(scope="module")
-def dry_runs(smoke, untouched, tmp_path_factory):
+def untouched(workdir):
+    return results_state(workdir)
+
+
+@pytest.fixture(scope="module")
+def dry_runs(workdir, untouched, tmp_path_factory):
     """Each bad configuration's dry-run, two at a time: each is one single-threaded parse."""
     folder = tmp_path_factory.mktemp("bad")
 
     def dry_run(name):
         bad = folder / f"{name}.yaml"
         bad.write_text(yaml.safe_dump(BAD[name][0]))
-        return snakemake(smoke, *SMOKE, "--dry-run", "--configfile", EXPERIMENT, bad, check=False)
+        return snakemake(workdir, *SMOKE, "--dry-run", "--configfile", EXPERIMENT, bad, check=False)
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         return dict(zip(THROUGH_SNAKEMAKE, pool.map(dry_run, THROUGH_SNAKEMAKE), strict=True))
 
 
 @pytest.mark.parametrize("name", THROUGH_SNAKEMAKE)
-def test_bad_value_stops_the_dry_run_in_one_line(name, smoke, untouched, dry_runs):
+def test_bad_value_stops_the_dry_run_in_one_line(name, workdir, untouched, dry_runs):
     result, message = dry_runs[name], BAD[name][1]
     assert result.returncode != 0
     lines = [line for line in result.stderr.splitlines() if "invalid configuration" in line]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith(f"invalid configuration: config key {message}"), lines[0]
     assert "Traceback" not in result.stderr
-    assert results_state(smoke) == untouched
+    assert results_state(workdir) == untouched

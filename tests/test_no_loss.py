@@ -50,9 +50,9 @@ def reordered(value):
     return value
 
 
-def test_readme_layering_plans_nothing(smoke):
+def test_readme_layering_plans_nothing(smoke_copy):
     """The README's way of layering a file over the smoke configuration, with nothing changed."""
-    assert "Nothing to be done" in planned(smoke, "--configfile", EXPERIMENT)
+    assert "Nothing to be done" in planned(smoke_copy, "--configfile", EXPERIMENT)
 
 
 def test_reordered_and_respelled_configuration_plans_nothing(smoke_copy):

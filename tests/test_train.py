@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -121,7 +122,7 @@ def test_every_optimizer_of_an_arch_starts_from_the_shared_init(smoke_config, di
 # package, with a train and an eval mode.
 @pytest.mark.parametrize(("optimizer", "epochs"), [("sgd", 12), ("muon", 3), ("schedulefree", 3)])
 def test_resume_after_sigkill_gives_the_uninterrupted_weights(
-    optimizer, epochs, smoke_config, digits_npz, tmp_path
+    optimizer, epochs, smoke_config, digits_npz, tmp_path, capfd
 ):
     smoke_config["optimizers"]["schedulefree"] = {"algorithm": "schedulefree.AdamWScheduleFree"}
     config, spec = make_spec(smoke_config, arch="vit", optimizer=optimizer, epochs=epochs)
@@ -129,6 +130,7 @@ def test_resume_after_sigkill_gives_the_uninterrupted_weights(
     # Bit-identical only at the same thread count: a parallel reduction's order depends on it.
     torch.set_num_threads(1)
     train_run(RunSpec.from_dict(spec), init, digits_npz, tmp_path / "whole", CPU)
+    total_steps = json.loads((tmp_path / "whole/run.json").read_text())["total_steps"]
 
     out = tmp_path / "killed"
     command = [
@@ -152,19 +154,29 @@ def test_resume_after_sigkill_gives_the_uninterrupted_weights(
         str(tmp_path / "store"),
     ]
     env = os.environ | {"PYTHONPATH": str(REPO / "src")}
-    process = subprocess.Popen(
-        command, env=env, stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL
-    )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and process.poll() is None:
-        if resumable_step(tmp_path / "store") > 0:
-            break
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    assert process.wait() == -signal.SIGKILL, "the run was killed before it could finish"
+    killed_log = tmp_path / "killed.log"
+    with killed_log.open("w") as log:
+        process = subprocess.Popen(command, env=env, stderr=log, stdout=log)
+        deadline = time.monotonic() + 120
+        while resumable_step(tmp_path / "store") == 0:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                pytest.fail(f"no resume state was saved:\n{killed_log.read_text()[-2000:]}")
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        assert process.wait() == -signal.SIGKILL, "the run was killed before it could finish"
+    assert "Traceback" not in killed_log.read_text(), killed_log.read_text()[-2000:]
     assert not (out / "run.json").exists()
+    # Read after the kill: the state cannot move on any more.
+    saved_step = resumable_step(tmp_path / "store")
+    assert 0 < saved_step < total_steps
 
+    capfd.readouterr()
     assert main(command[3:]) == 0
+    resumed_at = [
+        int(s) for s in re.findall(r"resum\w* (?:at|from) step (\d+)", capfd.readouterr().err)
+    ]
+    assert resumed_at == [saved_step], "the restarted run goes on from its saved state"
     assert json.loads((out / "run.json").read_text())["status"] == "ok"
     for progress in ("0.50", "1.00"):
         assert_same_weights(

@@ -31,6 +31,13 @@ pytestmark = pytest.mark.workflow
 RUN = "results/runs/digits/resnet18/sgd/seed0"
 
 
+def test_smoke_run_finishes(smoke_run):
+    """The one test that fails when the session's smoke run does (the tests that read its
+    results skip), with the tail of Snakemake's log."""
+    if smoke_run.failure is not None:
+        pytest.fail(f"the smoke run failed, {smoke_run.failure}", pytrace=False)
+
+
 def test_smoke_run_writes_table1(smoke):
     table = pd.read_csv(smoke / "results/tables/table1.csv")
     assert list(table.columns) == [
@@ -156,8 +163,8 @@ def test_every_job_logged_and_benchmarked(smoke):
     assert not list(smoke.glob("results/store/*/*.partial")), "every job's state was filed"
 
 
-def test_rerun_has_nothing_to_do(smoke):
-    result = snakemake(smoke, *SMOKE, "--dry-run")
+def test_rerun_has_nothing_to_do(smoke_copy):
+    result = snakemake(smoke_copy, *SMOKE, "--dry-run")
     assert "Nothing to be done" in result.stdout + result.stderr
 
 
