@@ -29,7 +29,7 @@ rule hessian_shard:
         device=hessian_device,
     shell:
         "python -m infoopt hessian {input.checkpoint} --data {input.data} --out {output}"
-        " --spec {params.spec:q} --blocks {params.blocks:q} --estimates {params.estimates:q}"
+        " --spec {params.spec:q} --blocks={params.blocks} --estimates={params.estimates}"
         " --device {params.device} --threads {threads} > {log} 2>&1"
 
 
