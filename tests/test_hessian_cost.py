@@ -43,12 +43,12 @@ def test_every_model_family_has_costs_on_every_device_kind():
             assert all(isinstance(value, float) and value > 0 for value in numbers.values())
 
 
-# A budget that keeps the one micro-batch, and none that keeps any of 3 micro-batches.
-@pytest.mark.parametrize("budget", [{}, {"memory_budget_gb": 0.0, "micro_batch_size": 3}])
 # The whole job, and two shares: half the blocks and one estimate each.
 SHARES = [None, (range(0, 18), ("traces",)), (range(18, 38), ("top_eigenvalue",))]
 
 
+# A budget that keeps the one micro-batch, and none that keeps any of 3 micro-batches.
+@pytest.mark.parametrize("budget", [{}, {"memory_budget_gb": 0.0, "micro_batch_size": 3}])
 @pytest.mark.parametrize("share", SHARES)
 def test_counts_are_what_a_run_spends(monkeypatch, budget, share):
     """Products as the table's global row records them; graphs built as the operator builds

@@ -115,26 +115,27 @@ def run(args: argparse.Namespace) -> int:
                 "--assemble takes the parts alone: no checkpoint, --blocks, --estimates"
             )
         table = hessian_table(pd.concat([pd.read_parquet(p) for p in args.assemble]))
+        how = f"assembled from {len(args.assemble)} shares"
     else:
         if not args.checkpoint or not args.data:
             raise ValueError("infoopt hessian needs a checkpoint and --data (or --assemble)")
-        table = _measure(args, only_parts)
+        table, how = _measure(args, only_parts)
     write_table(table, args.out)
     if only_parts:
-        print(f"{args.out}: {len(table)} rows of parts, status {table['status'].iloc[0]}")
+        print(f"{args.out}: {len(table)} rows of parts, status {table['status'].iloc[0]}; {how}")
         return 0
     summary = table[table["block"] == GLOBAL].iloc[0]
     print(
         f"{args.out}: {len(table) - 1} blocks, status {summary['status']}, "
         f"gap mean {summary['gap_mean']:.4g}, sharpness {summary['sharpness']:.4g}, "
-        f"top eigenvalue {summary['lambda_max']:.4g}"
+        f"top eigenvalue {summary['lambda_max']:.4g}; {how}"
     )
     return 0
 
 
 def _measure(args: argparse.Namespace, only_parts: bool):
     """The checkpoint's parts that ``args`` ask for, or with no --blocks or --estimates its
-    table."""
+    table; and a phrase saying whether they were computed or restored from the store."""
     from infoopt.checkpoint import load_checkpoint
     from infoopt.config import parse_spec
     from infoopt.hessian.job import check_checkpoint, job_options, job_parts
@@ -148,7 +149,7 @@ def _measure(args: argparse.Namespace, only_parts: bool):
     flags = {f.name: getattr(args, f.name) for f in dataclasses.fields(HessianOptions)}
     spec = parse_spec(args.spec) if args.spec else {}
     options = job_options(checkpoint, spec, flags)
-    parts = job_parts(
+    parts, how = job_parts(
         checkpoint,
         args.data,
         options,
@@ -158,4 +159,4 @@ def _measure(args: argparse.Namespace, only_parts: bool):
         device=args.device,
         progress=True,
     )
-    return parts if only_parts else hessian_table(parts)
+    return (parts if only_parts else hessian_table(parts)), how

@@ -15,7 +15,7 @@ import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
@@ -24,6 +24,9 @@ from infoopt.checkpoint import CheckpointError
 from infoopt.hessian.options import HessianOptions
 from infoopt.hessian.table import BLOCK, PART
 from infoopt.store import Entry, Store, result_key
+
+if TYPE_CHECKING:
+    from torch import nn
 
 # Columns that say which run and checkpoint a row belongs to; they lead every table.
 IDENTITY = ("dataset", "arch", "optimizer", "seed", "progress", "status")
@@ -60,7 +63,8 @@ def part_key(
     inputs = {"checkpoint": checkpoint["digest"], "data": data_digest}
     identity = {key: checkpoint.get(key) for key in IDENTITY}
     label = "/".join(str(identity[k]) for k in ("dataset", "arch", "optimizer"))
-    label += f"/seed{identity['seed']} at {identity['progress']:.2f}: {' '.join(*part.items())}"
+    ((kind, name),) = part.items()
+    label += f"/seed{identity['seed']} at {identity['progress']:.2f}: {kind} {name}"
     description = {"label": label, "spec": spec, "inputs": inputs, "identity": identity}
     return result_key("hessian", spec, inputs), description
 
@@ -90,10 +94,10 @@ def job_parts(
     estimates: Sequence[str],
     device: str | None = None,
     progress: bool = False,
-) -> pd.DataFrame:
+) -> tuple[pd.DataFrame, str]:
     """The rows of ``blocks`` (default: all) and ``estimates`` of ``checkpoint``'s table on the
     prepared dataset at ``data``, identity first: each from the store, or computed (on a device
-    from :func:`~infoopt.devices.acquire_device`) and stored.
+    from :func:`~infoopt.devices.acquire_device`) and stored; and a phrase that says which.
 
     A diverged checkpoint (no weights) gets its parts with every metric missing. A ValueError
     says when the data do not fit the model. With ``progress``, a line on stderr says what the
@@ -110,6 +114,7 @@ def job_parts(
     blocks = range(len(space)) if blocks is None else blocks
     if checkpoint["status"] == "diverged" or checkpoint["state_dict"] is None:
         parts = missing_parts(space, options, blocks, estimates)
+        how = "no weights, nothing to compute"
     else:
         model.load_state_dict(checkpoint["state_dict"])
         wanted = [{"block": space.names[b]} for b in blocks]
@@ -135,20 +140,17 @@ def job_parts(
                 for i in todo:
                     key, description = keys[i]
                     entries[key] = _commit(store, key, description, _rows_of(computed, wanted[i]))
-            if progress:
-                print(
-                    f"{len(wanted) - len(todo)} of {len(wanted)} parts from the store, "
-                    f"{len(todo)} computed",
-                    file=sys.stderr,
-                )
+            how = f"{len(todo)} of {len(wanted)} parts computed and stored"
+            if not todo:
+                how = f"all {len(wanted)} parts restored from the store"
             rows = [pd.read_parquet(entries[key].path / ROWS) for key, _ in keys]
         parts = pd.concat([r for r in rows if len(r)] or rows[:1], ignore_index=True)
     identity = pd.DataFrame([{key: checkpoint.get(key) for key in IDENTITY}] * len(parts))
-    return pd.concat([identity, parts], axis=1)
+    return pd.concat([identity, parts], axis=1), how
 
 
 def _compute(
-    model,
+    model: nn.Module,
     checkpoint: dict[str, Any],
     data: str | Path,
     options: HessianOptions,
