@@ -114,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(
                 "--assemble takes the parts alone: no checkpoint, --blocks, --estimates"
             )
-        table = hessian_table(pd.concat([pd.read_parquet(p) for p in args.assemble]))
+        shares = [pd.read_parquet(path) for path in args.assemble]
+        table = hessian_table(pd.concat([share for share in shares if len(share)]))
         how = f"assembled from {len(args.assemble)} shares"
     else:
         if not args.checkpoint or not args.data:

@@ -144,7 +144,9 @@ def job_parts(
             if not todo:
                 how = f"all {len(wanted)} parts restored from the store"
             rows = [pd.read_parquet(entries[key].path / ROWS) for key, _ in keys]
-        parts = pd.concat([r for r in rows if len(r)] or rows[:1], ignore_index=True)
+        parts = (
+            pd.concat(rows, ignore_index=True) if rows else missing_parts(space, options, [], [])
+        )
     identity = pd.DataFrame([{key: checkpoint.get(key) for key in IDENTITY}] * len(parts))
     return pd.concat([identity, parts], axis=1), how
 
