@@ -127,8 +127,11 @@ def test_command_shares_and_assembles_without_torch(checkpoint_dir):
     table one job writes; a store of its own for each, so that nothing is restored."""
     tmp = checkpoint_dir
     whole = tmp / "whole.parquet"
-    run_hessian(tmp, "--out", str(whole))
+    run_hessian(tmp, "--out", str(whole), "--keep", str(tmp / "kept"))
     blocks = len(pd.read_parquet(whole)) - 1
+    # A part's copy under --keep keeps its entry from `infoopt store prune`.
+    entries = Store(tmp / "store").entries()
+    assert len(entries) == blocks + len(ESTIMATES) and all(e.in_use() for e in entries)
     rest = ",".join(str(b) for b in range(6, blocks))
     shares = [*SHARES[:2], (rest, ""), SHARES[2]]
     parts = [tmp / f"part{i}.parquet" for i in range(len(shares))]

@@ -212,6 +212,12 @@ def hessian_inputs(wildcards):
     }
 
 
+def hessian_keep(wildcards):
+    """Where a Hessian job keeps a copy of each part's stored rows: beside the checkpoint's
+    table, whatever the split, so that the store counts the parts in use."""
+    return f"{run_of(wildcards).directory}/hessian/{wildcards.progress}.parts"
+
+
 def hessian_arguments(wildcards, input, threads):
     """`infoopt hessian`'s arguments but --out: those of a measurement, or of an assembly."""
     if hessian_assembles(wildcards):
@@ -219,5 +225,5 @@ def hessian_arguments(wildcards, input, threads):
     return (
         f"{shlex.quote(input.checkpoint)} --data {shlex.quote(input.data)}"
         f" --spec {shlex.quote(hessian_spec(wildcards))} --device {hessian_device(wildcards)}"
-        f" --threads {threads}"
+        f" --keep {shlex.quote(hessian_keep(wildcards))} --threads {threads}"
     )

@@ -27,10 +27,11 @@ rule hessian_shard:
         blocks=hessian_share_blocks,
         estimates=hessian_share_estimates,
         device=hessian_device,
+        keep=hessian_keep,
     shell:
         "python -m infoopt hessian {input.checkpoint} --data {input.data} --out {output}"
         " --spec {params.spec:q} --blocks={params.blocks} --estimates={params.estimates}"
-        " --device {params.device} --threads {threads} > {log} 2>&1"
+        " --keep {params.keep:q} --device {params.device} --threads {threads} > {log} 2>&1"
 
 
 rule hessian:

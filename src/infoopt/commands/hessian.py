@@ -49,6 +49,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="write the table from the parts that make it up (files written with --blocks "
         "and --estimates); needs neither checkpoint nor data",
     )
+    parser.add_argument(
+        "--keep",
+        default=None,
+        metavar="DIR",
+        help="a folder for a copy of each part's stored rows, which keeps it in the store's use",
+    )
     # One flag per option, derived from HessianOptions: its defaults, types and help are the
     # only ones.
     hints = typing.get_type_hints(HessianOptions)
@@ -159,5 +165,6 @@ def _measure(args: argparse.Namespace, only_parts: bool):
         estimates=(args.estimates or ()) if only_parts else ESTIMATES,
         device=args.device,
         progress=True,
+        keep=args.keep,
     )
     return (parts if only_parts else hessian_table(parts)), how

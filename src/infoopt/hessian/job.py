@@ -94,11 +94,14 @@ def job_parts(
     estimates: Sequence[str],
     device: str | None = None,
     progress: bool = False,
+    keep: str | Path | None = None,
 ) -> tuple[pd.DataFrame, str]:
     """The rows of ``blocks`` (default: all) and ``estimates`` of ``checkpoint``'s table on the
     prepared dataset at ``data``, identity first: each from the store, or computed (on a device
     from :func:`~infoopt.devices.acquire_device`) and stored; and a phrase that says which.
 
+    ``keep``: a folder that receives a copy of each part's stored rows, which keeps its store
+    entry in use (``infoopt store prune`` removes the entries whose copies are gone).
     A diverged checkpoint (no weights) gets its parts with every metric missing. A ValueError
     says when the data do not fit the model. With ``progress``, a line on stderr says what the
     cost model predicts for what is computed (:mod:`infoopt.hessian.cost`) before the work
@@ -143,6 +146,10 @@ def job_parts(
             how = f"{len(todo)} of {len(wanted)} parts computed and stored"
             if not todo:
                 how = f"all {len(wanted)} parts restored from the store"
+            if keep is not None:
+                for part, (key, _) in zip(wanted, keys, strict=True):
+                    ((kind, name),) = part.items()
+                    store.restore(entries[key], {ROWS: Path(keep) / f"{kind}.{name}.parquet"})
             rows = [pd.read_parquet(entries[key].path / ROWS) for key, _ in keys]
         parts = (
             pd.concat(rows, ignore_index=True) if rows else missing_parts(space, options, [], [])
