@@ -18,6 +18,7 @@ from infoopt.hessian.metrics import checkpoint_hessian_table, hessian_operator, 
 from infoopt.hessian.options import ESTIMATES, HessianOptions
 from infoopt.hessian.shares import balance, plan_shares
 from infoopt.hessian.table import GLOBAL, hessian_table
+from infoopt.store import Store
 from test_hessian import ARGS, make_data, make_model, write_checkpoint
 
 OPTIONS = HessianOptions(max_k=5, probes=3, lanczos_max_iter=6, eval_size=24, seed=2)
