@@ -218,12 +218,13 @@ def hessian_keep(wildcards):
     return f"{run_of(wildcards).directory}/hessian/{wildcards.progress}.parts"
 
 
-def hessian_arguments(wildcards, input, threads):
-    """`infoopt hessian`'s arguments but --out: those of a measurement, or of an assembly."""
+def hessian_arguments(wildcards, input):
+    """`infoopt hessian`'s arguments but --out and --threads: those of a measurement, or of an
+    assembly (which imports no torch, so --threads changes nothing there)."""
     if hessian_assembles(wildcards):
         return "--assemble " + " ".join(shlex.quote(share) for share in input.shares)
     return (
         f"{shlex.quote(input.checkpoint)} --data {shlex.quote(input.data)}"
         f" --spec {shlex.quote(hessian_spec(wildcards))} --device {hessian_device(wildcards)}"
-        f" --keep {shlex.quote(hessian_keep(wildcards))} --threads {threads}"
+        f" --keep {shlex.quote(hessian_keep(wildcards))}"
     )

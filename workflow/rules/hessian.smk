@@ -53,4 +53,5 @@ rule hessian:
     params:
         arguments=hessian_arguments,
     shell:
-        "python -m infoopt hessian {params.arguments} --out {output} > {log} 2>&1"
+        "python -m infoopt hessian {params.arguments} --out {output}"
+        " --threads {threads} > {log} 2>&1"
