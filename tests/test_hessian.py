@@ -753,3 +753,29 @@ def test_command_rejects_data_the_model_was_not_built_for(tmp_path, digits_npz):
         main([*args, "--out", str(out)])
     with pytest.raises(ValueError, match="must be a .parquet file"):
         main([*args, "--out", "x.txt"])
+
+
+def test_command_flags_take_the_options_types():
+    """Each flag converts its text to its option's type, read off HessianOptions' hints."""
+    import argparse
+
+    from infoopt.commands import hessian
+
+    parser = argparse.ArgumentParser()
+    hessian.configure(parser)
+    args = parser.parse_args(
+        [
+            "--out",
+            "t.parquet",
+            "--micro-batch-size",
+            "4",
+            "--lanczos-tol",
+            "1e-4",
+            "--dtype",
+            "float64",
+        ]
+    )
+    assert (args.micro_batch_size, args.lanczos_tol, args.dtype) == (4, 1e-4, "float64")
+    assert args.max_k is None, "a flag not given leaves the option to the spec or its default"
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--out", "t.parquet", "--micro-batch-size", "4.5"])

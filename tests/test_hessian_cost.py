@@ -12,8 +12,9 @@ import torch
 from conftest import REPO, SCHEMA, SMOKE, copy_workflow, snakemake, snakemake_env
 from infoopt.hessian.cost import DEVICE_KINDS, load_costs, predict
 from infoopt.hessian.hvp import HessianOperator
-from infoopt.hessian.metrics import GLOBAL, checkpoint_hessian_table
-from infoopt.hessian.options import HessianOptions
+from infoopt.hessian.metrics import hessian_operator, hessian_parts
+from infoopt.hessian.options import ESTIMATES, HessianOptions
+from infoopt.hessian.shares import plan_shares
 from infoopt.models import MODELS, build_model
 
 PAPER = HessianOptions()
@@ -42,10 +43,14 @@ def test_every_model_family_has_costs_on_every_device_kind():
             assert all(isinstance(value, float) and value > 0 for value in numbers.values())
 
 
+# The whole job, and two shares: half the blocks and one estimate each.
+SHARES = [None, (range(0, 18), ("traces",)), (range(18, 38), ("top_eigenvalue",))]
+
+
 # A budget that keeps the one micro-batch, and none that keeps any of 3 micro-batches.
 @pytest.mark.parametrize("budget", [{}, {"memory_budget_gb": 0.0, "micro_batch_size": 3}])
-@pytest.mark.parametrize("shard", [None, (0, 2), (1, 2)])
-def test_counts_are_what_a_run_spends(monkeypatch, budget, shard):
+@pytest.mark.parametrize("share", SHARES)
+def test_counts_are_what_a_run_spends(monkeypatch, budget, share):
     """Products as the table's global row records them; graphs built as the operator builds
     them (but the footprint's probe, one more)."""
     options = dataclasses.replace(TINY_OPTIONS, **budget)
@@ -60,11 +65,13 @@ def test_counts_are_what_a_run_spends(monkeypatch, budget, shard):
     torch.manual_seed(0)
     model = build_model(**TINY)
     x, y = torch.randn(7, 1, 8, 8), torch.randint(0, 10, (7,))
-    table = checkpoint_hessian_table(model, x, y, options, shard=shard)
-    spent = table[table["block"] == GLOBAL].iloc[0]
-    prediction = predict(options, TINY, shard=shard)
-    assert prediction.block_products == spent["block_products"]
-    assert prediction.full_products == spent["full_products"]
+    operator = hessian_operator(model, x, y, options)
+    blocks, estimates = share or (range(len(operator.space)), ESTIMATES)
+    spent = hessian_parts(operator, options, blocks, estimates)
+    chosen = {"blocks": blocks, "estimates": estimates} if share else {}
+    prediction = predict(options, TINY, **chosen)
+    assert prediction.block_products == spent["block_products"].sum()
+    assert prediction.full_products == spent["full_products"].sum()
     assert prediction.builds == len(builds) - 1
 
 
@@ -106,7 +113,10 @@ def test_devices():
 @pytest.mark.parametrize("shards", [2, 5])
 def test_shares_add_up_to_the_unsharded_job(shards):
     whole = predict(PAPER, RESNET)
-    shares = [predict(PAPER, RESNET, shard=(i, shards)) for i in range(shards)]
+    shares = [
+        predict(PAPER, RESNET, blocks=share.blocks, estimates=share.estimates)
+        for share in plan_shares(PAPER, RESNET, shards)
+    ]
     assert sum(s.block_products for s in shares) == whole.block_products
     assert sum(s.full_products for s in shares) == whole.full_products
     # Each share builds the graphs it keeps once: a little more than the whole job together (or,
@@ -207,7 +217,7 @@ def hessian_resources(workdir, *args: str) -> dict[str, dict[str, dict[str, str]
 
 def test_workflow_jobs_ask_for_their_prediction(tmp_path, smoke_config):
     """The smoke run's Hessian jobs (on the CPU), whole and in shares, ask for what the
-    cost model predicts; a merge asks for little, and none asks for a GPU."""
+    cost model predicts; an assembly asks for little, and none asks for a GPU."""
     from infoopt.config import model_spec
     from infoopt.validate import validate_config
 
@@ -223,9 +233,12 @@ def test_workflow_jobs_ask_for_their_prediction(tmp_path, smoke_config):
     for jobs, shards in ((whole["hessian"], None), (sharded["hessian_shard"], 2)):
         for wildcards, resources in jobs.items():
             found = dict(item.split("=") for item in wildcards.split(", "))
-            shard = (int(found["shard"]) - 1, shards) if shards else None
             model = model_spec(config, found["dataset"], found["arch"])
-            prediction = predict(options, model, shard=shard)
+            share = {}
+            if shards:
+                chosen = plan_shares(options, model, shards, "cpu")[int(found["shard"]) - 1]
+                share = {"blocks": chosen.blocks, "estimates": chosen.estimates}
+            prediction = predict(options, model, **share)
             assert int(resources["runtime"]) == prediction.minutes(1), wildcards
             assert int(resources["mem_mb"]) == prediction.mem_mb(1), wildcards
             assert resources["gpu"] == "0"

@@ -14,7 +14,7 @@ RUN_KEYS = ["dataset", "arch", "optimizer", "seed"]
 PROVENANCE_PACKAGES = ["torch", "cuda", "numpy", "pandas", "snakemake", "infoopt"]
 CHECKPOINT_METRICS = ["test_accuracy", "test_loss", "train_accuracy", "train_loss"]
 # Metric name in the summary tables (the paper's, where it has one) -> column of the Hessian
-# table's global row (see infoopt.hessian.metrics).
+# table's global row (see infoopt.hessian.table).
 HESSIAN_METRICS = {
     "positive_block_ratio": "positive_ratio",
     "abs_trace_sum": "sharpness",
@@ -111,7 +111,7 @@ def collect_runs(run_dirs: Iterable[str | Path]) -> dict[str, pd.DataFrame]:
 def collect_hessian(paths: Iterable[str | Path]) -> dict[str, pd.DataFrame]:
     """Tables ``hessian`` (long: a row per checkpoint and metric of Tables 2–5 and the global
     sharpness) and ``hessian_blocks`` (every block of every checkpoint)."""
-    from infoopt.hessian.metrics import GLOBAL
+    from infoopt.hessian.table import GLOBAL
 
     tables = [pd.read_parquet(path) for path in paths]
     if not tables:

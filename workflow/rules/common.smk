@@ -1,4 +1,5 @@
 # Configuration checks and the helpers the rules share.
+import functools
 import math
 import shlex
 import sys
@@ -21,6 +22,7 @@ from infoopt.config import (
 from infoopt.data import DATASETS
 from infoopt.hessian.cost import predict
 from infoopt.hessian.options import HessianOptions
+from infoopt.hessian.shares import plan_shares
 from infoopt.stored_runs import earlier_same_run
 from infoopt.validate import validate_config
 
@@ -143,14 +145,16 @@ def hessian_spec(wildcards):
     return canonical_json(hessian_options())
 
 
-def hessian_merges(wildcards):
-    """Whether a Hessian job only merges the shares of a sharded checkpoint."""
+def hessian_assembles(wildcards):
+    """Whether a Hessian job only assembles the shares of a sharded checkpoint."""
     return "shard" not in wildcards.keys() and config["hessian"]["shards"] > 1
 
 
 def hessian_gpus(wildcards):
-    """A GPU for each Hessian job on `hessian.device: cuda`, but for a merge of shares."""
-    return int(config["hessian"]["device"] == "cuda" and not hessian_merges(wildcards))
+    """A GPU for each Hessian job on `hessian.device: cuda`, but for an assembly of shares."""
+    return int(
+        config["hessian"]["device"] == "cuda" and not hessian_assembles(wildcards)
+    )
 
 
 def hessian_device(wildcards):
@@ -159,42 +163,87 @@ def hessian_device(wildcards):
     return "cpu" if config["hessian"]["device"] == "cpu" else "auto"
 
 
+@functools.cache
+def _hessian_plan(dataset, arch):
+    return plan_shares(
+        HessianOptions(**hessian_options()),
+        model_spec(config, dataset, arch),
+        config["hessian"]["shards"],
+        config["hessian"]["device"],
+    )
+
+
+def hessian_share(wildcards):
+    """The blocks and estimates a share computes (infoopt.hessian.shares)."""
+    plan = _hessian_plan(wildcards.dataset, wildcards.arch)
+    return plan[int(wildcards.shard) - 1]
+
+
+def hessian_share_blocks(wildcards):
+    return ",".join(map(str, hessian_share(wildcards).blocks))
+
+
+def hessian_share_estimates(wildcards):
+    return ",".join(hessian_share(wildcards).estimates)
+
+
 def hessian_prediction(wildcards):
     """What infoopt.hessian.cost predicts for a Hessian job (or share): its run's model,
     the config's options, on `hessian.device`."""
-    shard = None
+    share = {}
     if "shard" in wildcards.keys():
-        shard = (int(wildcards.shard) - 1, config["hessian"]["shards"])
+        found = hessian_share(wildcards)
+        share = {"blocks": found.blocks, "estimates": found.estimates}
     return predict(
         HessianOptions(**hessian_options()),
         model_spec(config, wildcards.dataset, wildcards.arch),
-        shard=shard,
         device_kind=config["hessian"]["device"],
+        **share,
     )
 
 
 def hessian_minutes(wildcards, attempt):
     """Time limit of a Hessian job, from its prediction (10 min + 1.5x, times the attempt;
-    Prediction.minutes); 10 minutes a try for a merge of shares."""
-    if hessian_merges(wildcards):
+    Prediction.minutes); 10 minutes a try for an assembly of shares."""
+    if hessian_assembles(wildcards):
         return 10 * attempt
     return hessian_prediction(wildcards).minutes(attempt)
 
 
 def hessian_mem_mb(wildcards, attempt):
     """Memory of a Hessian job, from its prediction (1,000 MB + 1.25x, times the attempt;
-    Prediction.mem_mb); 2,000 MB a try for a merge of shares."""
-    if hessian_merges(wildcards):
+    Prediction.mem_mb); 2,000 MB a try for an assembly of shares."""
+    if hessian_assembles(wildcards):
         return 2000 * attempt
     return hessian_prediction(wildcards).mem_mb(attempt)
 
 
-def hessian_shards(wildcards):
-    """The partial tables a checkpoint's table is merged from; none when it is not sharded."""
-    shards = config["hessian"]["shards"]
-    if shards == 1:
-        return []
-    return [
-        f"{run_of(wildcards).directory}/hessian/{wildcards.progress}.shard{i}.parquet"
-        for i in range(1, shards + 1)
-    ]
+def hessian_inputs(wildcards):
+    """A checkpoint's table is measured from its checkpoint and data, or assembled from the
+    tables of its shares."""
+    if hessian_assembles(wildcards):
+        directory = f"{run_of(wildcards).directory}/hessian/{wildcards.progress}"
+        shards = range(1, config["hessian"]["shards"] + 1)
+        return {"shares": [f"{directory}.shard{i}.parquet" for i in shards]}
+    return {
+        "checkpoint": f"{run_of(wildcards).directory}/ckpt/{wildcards.progress}.pt",
+        "data": f"resources/data/{wildcards.dataset}.npz",
+    }
+
+
+def hessian_keep(wildcards):
+    """Where a Hessian job keeps a copy of each part's stored rows: beside the checkpoint's
+    table, whatever the split, so that the store counts the parts in use."""
+    return f"{run_of(wildcards).directory}/hessian/{wildcards.progress}.parts"
+
+
+def hessian_arguments(wildcards, input):
+    """`infoopt hessian`'s arguments but --out and --threads: those of a measurement, or of an
+    assembly (which imports no torch, so --threads changes nothing there)."""
+    if hessian_assembles(wildcards):
+        return "--assemble " + " ".join(shlex.quote(share) for share in input.shares)
+    return (
+        f"{shlex.quote(input.checkpoint)} --data {shlex.quote(input.data)}"
+        f" --spec {shlex.quote(hessian_spec(wildcards))} --device {hessian_device(wildcards)}"
+        f" --keep {shlex.quote(hessian_keep(wildcards))}"
+    )

@@ -1,7 +1,8 @@
 # Hessian metrics: one job per checkpoint (independent, so a cluster runs them in parallel), or,
-# with `hessian.shards: N` > 1, N jobs per checkpoint (each a share of its blocks, one of them also
-# the traces and the top eigenvalue; infoopt.hessian.metrics.shard_plan) and a cheap merge job.
-# Each computing job asks for the time and memory that infoopt.hessian.cost predicts for it.
+# with `hessian.shards: N` > 1, N jobs per checkpoint, each computing a share of its parts (block
+# rows and the global estimates, planned by infoopt.hessian.shares from the cost model), and a
+# job without torch that assembles the table from them. Each computing job asks for the time
+# and memory that infoopt.hessian.cost predicts for it, and for a GPU only on `hessian.device: cuda`.
 
 
 rule hessian_shard:
@@ -23,19 +24,19 @@ rule hessian_shard:
         mem_mb=hessian_mem_mb,
     params:
         spec=hessian_spec,
-        shards=config["hessian"]["shards"],
+        blocks=hessian_share_blocks,
+        estimates=hessian_share_estimates,
         device=hessian_device,
+        keep=hessian_keep,
     shell:
         "python -m infoopt hessian {input.checkpoint} --data {input.data} --out {output}"
-        " --spec {params.spec:q} --shard {wildcards.shard}/{params.shards}"
-        " --device {params.device} --threads {threads} > {log} 2>&1"
+        " --spec {params.spec:q} --blocks={params.blocks} --estimates={params.estimates}"
+        " --keep {params.keep:q} --device {params.device} --threads {threads} > {log} 2>&1"
 
 
 rule hessian:
     input:
-        checkpoint=f"{RUN_DIR}/ckpt/{{progress}}.pt",
-        data="resources/data/{dataset}.npz",
-        shards=hessian_shards,
+        unpack(hessian_inputs),
     output:
         f"{RUN_DIR}/hessian/{{progress}}.parquet",
     log:
@@ -50,12 +51,7 @@ rule hessian:
         runtime=hessian_minutes,
         mem_mb=hessian_mem_mb,
     params:
-        spec=hessian_spec,
-        device=hessian_device,
-        merge=lambda wc, input: (
-            f"--merge {' '.join(input.shards)}" if input.shards else ""
-        ),
+        arguments=hessian_arguments,
     shell:
-        "python -m infoopt hessian {input.checkpoint} --data {input.data} --out {output}"
-        " --spec {params.spec:q} {params.merge} --device {params.device}"
+        "python -m infoopt hessian {params.arguments} --out {output}"
         " --threads {threads} > {log} 2>&1"

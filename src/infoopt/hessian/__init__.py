@@ -12,5 +12,9 @@ Import from the modules (this package imports nothing, so the CLI stays fast):
 - :mod:`~infoopt.hessian.trace`: Hutchinson block and total traces;
 - :mod:`~infoopt.hessian.spectrum`: the top eigenvalue by Lanczos;
 - :mod:`~infoopt.hessian.aggregate`: the summaries of Tables 2–5;
-- :mod:`~infoopt.hessian.metrics`: a checkpoint's table (``checkpoint_hessian_table``).
+- :mod:`~infoopt.hessian.metrics`: the table's parts, block rows and global estimates, and a
+  checkpoint's whole table (``checkpoint_hessian_table``);
+- :mod:`~infoopt.hessian.table`: the table's columns, assembled from its parts (pandas only);
+- :mod:`~infoopt.hessian.shares`: the workflow's plan of parallel shares of the parts;
+- :mod:`~infoopt.hessian.job`: one job's parts, from the store or computed.
 """

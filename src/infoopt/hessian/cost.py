@@ -1,15 +1,14 @@
-"""The time and memory of one Hessian job (a checkpoint or one share), predicted before it runs.
+"""The time and memory of one Hessian job (a checkpoint or a share of it), predicted before it runs.
 
 The work is counted from the options and the model's parameter tensors (the model built on the
-meta device, which allocates nothing), as :func:`~infoopt.hessian.metrics.checkpoint_hessian_table`
-spends it:
+meta device, which allocates nothing), as :mod:`infoopt.hessian.metrics` spends it:
 
-- products: ``k_b = min(numel_b, max_k)`` columns of each block's sub-Hessian in the share: block
+- products: ``k_b = min(numel_b, max_k)`` columns of each block's sub-Hessian in the job: block
   products (one call of ``k_b`` vectors per block) or, for a block whose Hessian is its
   Gauss-Newton block (every ResNet18 block; :mod:`~infoopt.hessian.gauss_newton`), first-order
-  passes that need no create-graph gradient; and, in the share that computes them, ``probes`` +
-  ``lanczos_max_iter`` full products (Hutchinson in calls of ``probe_batch`` vectors, Lanczos one
-  vector per call; as Lanczos may stop earlier, this bounds the job);
+  passes that need no create-graph gradient; and, for the estimates the job computes, ``probes``
+  (Hutchinson, in calls of ``probe_batch`` vectors) and ``lanczos_max_iter`` (Lanczos, one
+  vector per call; as Lanczos may stop earlier, this bounds the job) full products;
 - graphs: the micro-batches of :func:`~infoopt.hessian.hvp.plan_micro_batches` under
   ``memory_budget_gb``; a kept micro-batch's graph is built once, the others' on every call
   of products.
@@ -36,6 +35,7 @@ import hashlib
 import json
 import math
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from importlib import metadata
 from pathlib import Path
@@ -58,8 +58,7 @@ from infoopt.hessian.hvp import (
     MicroBatchPlan,
     plan_micro_batches,
 )
-from infoopt.hessian.metrics import shard_plan
-from infoopt.hessian.options import HessianOptions
+from infoopt.hessian.options import ESTIMATES, HessianOptions
 from infoopt.hessian.space import ParameterSpace
 from infoopt.models import build_model, model_options
 
@@ -246,19 +245,26 @@ def _unmeasured_costs(table: dict[str, Any], size: _Size) -> dict[str, float]:
     return costs
 
 
-def predict(
-    options: HessianOptions,
-    model: dict[str, Any],
-    *,
-    shard: tuple[int, int] | None = None,
-    device_kind: str = "cpu",
-    costs: dict[str, Any] | None = None,
-) -> Prediction:
-    """The :class:`Prediction` of a job: ``model`` is :func:`~infoopt.models.build_model`'s
-    keyword arguments (a checkpoint's ``model``), ``shard`` (index from 0, count) as in
-    :func:`~infoopt.hessian.metrics.checkpoint_hessian_table`, ``costs`` the table of
-    ``costs.yaml`` (its default). The images are ``eval_size`` (a smaller test set caps them).
-    """
+@dataclass(frozen=True)
+class _Costs:
+    """What every job on a model's Hessian shares: its sizes, the plan, the seconds per image."""
+
+    size: _Size
+    graphless: frozenset[int]
+    ks: list[int]
+    plan: MicroBatchPlan
+    footprint: Footprint
+    element: int
+    base_bytes: float
+    block_product: float  # seconds of a block's column, per image
+    product: float  # of a full product through a kept graph, per image
+    rebuild: float  # of rebuilding the graphs not kept, once per call
+    build: float  # of building the kept graphs, once per job
+
+
+def _costs(
+    options: HessianOptions, model: dict[str, Any], device_kind: str, costs: dict[str, Any] | None
+) -> _Costs:
     if device_kind not in DEVICE_KINDS:
         raise ValueError(f"unknown device kind {device_kind!r}; valid: {', '.join(DEVICE_KINDS)}")
     table = (costs or load_costs())[device_kind]
@@ -273,20 +279,9 @@ def predict(
         measured, reference = _unmeasured_costs(table, size), size
     element = 8 if options.dtype == "float64" else 4
 
-    index, count = shard or (0, 1)
-    blocks, global_share = shard_plan(size.numels, options, count)[index]
-    ks = [min(size.numels[b], options.max_k) for b in blocks]
-    graphless = _graphless_blocks(spec)
-    calls = sum(b not in graphless for b in blocks)
-    full = 0
-    if global_share:
-        full = options.probes + options.lanczos_max_iter
-        calls += math.ceil(options.probes / options.probe_batch) + options.lanczos_max_iter
-
     images = options.eval_size
-    dim = sum(size.numels)
     per_image = measured["graph_bytes"] * size.saved_bytes / reference.saved_bytes * element / 4
-    footprint = Footprint(per_image=per_image, per_batch=dim * element)
+    footprint = Footprint(per_image=per_image, per_batch=sum(size.numels) * element)
     plan = plan_micro_batches(
         images,
         footprint,
@@ -295,29 +290,98 @@ def predict(
         size=options.micro_batch_size,
     )
     kept_images = min(plan.kept * plan.size, images)
-    built_images = kept_images + (images - kept_images) * calls if calls else 0
     scale = size.flops / reference.flops * element / 4
-    seconds = scale * (
-        images * (sum(ks) * measured["block_product"] + full * measured["product"])
-        + built_images * measured["gradient"]
+    return _Costs(
+        size=size,
+        graphless=_graphless_blocks(spec),
+        ks=[min(numel, options.max_k) for numel in size.numels],
+        plan=plan,
+        footprint=footprint,
+        element=element,
+        base_bytes=table["base_bytes"],
+        block_product=scale * images * measured["block_product"],
+        product=scale * images * measured["product"],
+        rebuild=scale * (images - kept_images) * measured["gradient"],
+        build=scale * kept_images * measured["gradient"],
     )
 
+
+def _calls(options: HessianOptions, estimate: str) -> int:
+    """The operator's calls of full products that ``estimate`` makes."""
+    if estimate == "traces":
+        return math.ceil(options.probes / options.probe_batch)
+    return options.lanczos_max_iter
+
+
+def _full_products(options: HessianOptions, estimate: str) -> int:
+    return options.probes if estimate == "traces" else options.lanczos_max_iter
+
+
+def item_seconds(
+    options: HessianOptions,
+    model: dict[str, Any],
+    *,
+    device_kind: str = "cpu",
+    costs: dict[str, Any] | None = None,
+) -> tuple[list[float], dict[str, float]]:
+    """The predicted seconds of each block's rows (a Gauss-Newton block's columns need no graph)
+    and of each of :data:`~infoopt.hessian.options.ESTIMATES`: their products and the graphs
+    they rebuild, the kept graphs (built once in any job that needs a graph) aside. What a plan
+    of shares balances (:mod:`infoopt.hessian.shares`)."""
+    return _item_seconds(options, _costs(options, model, device_kind, costs))
+
+
+def _item_seconds(options: HessianOptions, job: _Costs) -> tuple[list[float], dict[str, float]]:
+    blocks = [
+        k * job.block_product + (b not in job.graphless) * job.rebuild for b, k in enumerate(job.ks)
+    ]
+    estimates = {
+        name: _full_products(options, name) * job.product + _calls(options, name) * job.rebuild
+        for name in ESTIMATES
+    }
+    return blocks, estimates
+
+
+def predict(
+    options: HessianOptions,
+    model: dict[str, Any],
+    *,
+    blocks: Sequence[int] | None = None,
+    estimates: Sequence[str] = ESTIMATES,
+    device_kind: str = "cpu",
+    costs: dict[str, Any] | None = None,
+) -> Prediction:
+    """The :class:`Prediction` of a job that computes the rows of ``blocks`` (default: all) and
+    the ``estimates``: ``model`` is :func:`~infoopt.models.build_model`'s keyword arguments (a
+    checkpoint's ``model``), ``costs`` the table of ``costs.yaml`` (its default). The images
+    are ``eval_size`` (a smaller test set caps them).
+    """
+    job = _costs(options, model, device_kind, costs)
+    numels = job.size.numels
+    blocks = range(len(numels)) if blocks is None else blocks
+    block_seconds, estimate_seconds = _item_seconds(options, job)
+    calls = sum(b not in job.graphless for b in blocks)
+    calls += sum(_calls(options, name) for name in estimates)
+    seconds = sum(block_seconds[b] for b in blocks) + sum(estimate_seconds[e] for e in estimates)
+    seconds += job.build if calls else 0
+
+    plan, element, dim = job.plan, job.element, sum(numels)
     rebuilt = 1 if plan.kept < plan.count else 0
-    held = (plan.kept + rebuilt + options.vector_batch) * footprint.graph(plan.size)
+    held = (plan.kept + rebuilt + options.vector_batch) * job.footprint.graph(plan.size)
     # The largest call's vectors (a block's unit vectors, a probe batch) or the Lanczos basis.
-    vectors = [VECTOR_COPIES * k * size.numels[b] for k, b in zip(ks, blocks, strict=True)]
-    if global_share:
+    vectors = [VECTOR_COPIES * job.ks[b] * numels[b] for b in blocks]
+    if "traces" in estimates:
         vectors.append(VECTOR_COPIES * min(options.probes, options.probe_batch) * dim)
-        vectors.append((options.lanczos_max_iter + 1) * dim if options.lanczos_max_iter else 0)
+    if "top_eigenvalue" in estimates and options.lanczos_max_iter:
+        vectors.append((options.lanczos_max_iter + 1) * dim)
     work = ALLOCATOR * held + (max(vectors, default=0) + dim) * element
-    base = table["base_bytes"]
     on_cpu = device_kind == "cpu"
     return Prediction(
         seconds=seconds,
-        peak_bytes=base + work if on_cpu else work,
-        host_bytes=base + work if on_cpu else base,
-        block_products=sum(ks),
-        full_products=full,
+        peak_bytes=job.base_bytes + work if on_cpu else work,
+        host_bytes=job.base_bytes + work if on_cpu else job.base_bytes,
+        block_products=sum(job.ks[b] for b in blocks),
+        full_products=sum(_full_products(options, name) for name in estimates),
         plan=plan,
         builds=plan.kept + (plan.count - plan.kept) * calls if calls else 0,
     )

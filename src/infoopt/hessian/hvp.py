@@ -6,12 +6,12 @@ its running statistics, dropout is off), so L is a weighted sum of per-micro-bat
 bounds memory. Every product double-backwards through each micro-batch's gradient, built with
 ``create_graph=True``.
 
-Memory: that graph holds every activation of its micro-batch (9 MiB per CIFAR image for
-ResNet18, 18 MiB for the ViT), far more than the model. Under a memory budget the operator
-measures the graph's bytes per image on a few images (:class:`Footprint`), plans the
-micro-batch size from them (:func:`plan_micro_batches`), keeps the graphs of as many
-micro-batches as fit between calls and rebuilds the others on every call. Without a budget
-everything is kept, as fast as it gets; with a tiny one each image is rebuilt on every call.
+Memory: that graph holds every activation of its micro-batch, far more than the model. Under a
+memory budget the operator measures the graph's bytes per image on a few images
+(:class:`Footprint`), plans the micro-batch size from them (:func:`plan_micro_batches`), keeps
+the graphs of as many micro-batches as fit between calls and rebuilds the others on every call.
+Without a budget everything is kept, as fast as it gets; with a tiny one each image is rebuilt on
+every call.
 
 Two kinds of product, and a shortcut:
 
@@ -23,24 +23,19 @@ Two kinds of product, and a shortcut:
   the blocks whose Hessian is their Gauss-Newton block (:attr:`HessianOperator.gauss_newton`:
   every ResNet18 block, the ViT's head), from a forward pass, a backward pass per class and
   sums over the inputs each coordinate multiplies (:mod:`infoopt.hessian.gauss_newton`), with
-  no create-graph gradient at all. On ResNet18 a column costs 0.0015x a create-graph gradient
-  against 0.43x for the block products it replaces (k_b-weighted; CPU, 2 threads,
-  ``benchmarks/hessian_cost.py --parts e``).
+  no create-graph gradient at all: a column costs a small fraction of the block product it
+  replaces (``benchmarks/hessian_cost.py --parts e`` measures both).
 
 ``vector_batch`` vectors go through one double-backward together (``torch.func.vmap`` over
 ``torch.autograd.grad``, which has real batching rules for convolutions and BatchNorm, unlike
-``is_grads_batched``'s legacy vmap); ``vector_batch=1`` loops over the vectors instead, which is
-faster on CPU: vmapped by 4 to 64, a block product of the paper's models costs 1.06-1.9x the
-loop's per vector. A rebuilt graph serves every vector of one call, so its cost is shared by a
-call's vectors.
+``is_grads_batched``'s legacy vmap); ``vector_batch=1`` loops over the vectors instead, which
+``benchmarks/hessian_cost.py`` finds faster on the CPU. A rebuilt graph serves every vector of
+one call, so its cost is shared by a call's vectors.
 
-What a product costs on the CPU (``benchmarks/hessian_cost.py --parts e``, the paper's models at
-32 CIFAR images, one thread): a full product 1.8-2.1x a create-graph gradient for both models,
-about the floor of a double-backward, which runs each convolution or matrix product of the
-network twice as often as the gradient does (``benchmarks/hessian_profile.py``: convolutions
-are ~87 % of a ResNet18 product, matrix products ~80 % of a ViT one). Forward-over-reverse
-(``torch.func`` ``jvp`` over ``grad``) recomputes the gradient: 3.0-3.6x eager, 2.7-2.9x
-``torch.compile``d (after minutes of compiling).
+A full product runs each convolution or matrix product of the network about twice as often as
+the gradient does, which is the floor of a double-backward; forward-over-reverse (``torch.func``
+``jvp`` over ``grad``) recomputes the gradient and is slower, compiled or not
+(``benchmarks/hessian_cost.py --parts e`` and ``benchmarks/hessian_profile.py`` measure these).
 """
 
 from __future__ import annotations
@@ -116,8 +111,8 @@ def plan_micro_batches(
     During a call the operator holds its kept graphs, the graph being rebuilt (if any) and the
     temporaries of one double-backward through one micro-batch. Those make a gradient for each
     saved tensor and free them as they go; we count them as ``vector_batch`` times the
-    micro-batch's graph. The allocator adds its own overhead: on CPU the peak RSS above the
-    baseline was 1.2x (ResNet18) and 1.3x (ViT) the budget (``benchmarks/hessian_memory.py``).
+    micro-batch's graph. The allocator adds its own overhead on top of the budget
+    (``benchmarks/hessian_memory.py`` measures it; :data:`infoopt.hessian.cost.ALLOCATOR`).
     Without a budget every micro-batch is kept, by default as one.
     """
     if budget_bytes is None:
@@ -338,12 +333,18 @@ class HessianOperator:
         with sdpa_kernel(SDPBackend.MATH):
             return gauss_newton.exact_blocks(self.model, self.params, self.x[:PROBE_IMAGES])
 
-    def _gauss_newton_size(self, blocks: Sequence[int]) -> int:
+    @functools.cached_property
+    def _gauss_newton_size(self) -> int:
         """Images per pass of :meth:`gauss_newton_submatrices`: the plan's micro-batches, fewer
-        where a memory budget leaves less room (beside the kept graphs and the unit vectors of
-        the largest block) than the pass's forward graph, class gradients and tangents need.
-        On ResNet18 the peak RSS above the baseline was 1.14x a 2 GiB budget (64 images, CPU)."""
+        where a memory budget leaves less room (beside the unit vectors of the largest block;
+        the pass frees the kept graphs first) than the pass's forward graph, class gradients and
+        tangents need. Planned for all the Gauss-Newton blocks together, so a block's sums run
+        over the same micro-batches whichever blocks a call computes and whatever was computed
+        before (``benchmarks/hessian_memory.py`` measures the peak)."""
         if self.budget_bytes is None:
+            return self.plan.size
+        blocks = sorted(self.gauss_newton.blocks)
+        if not blocks:
             return self.plan.size
         holders = [gauss_newton.owners(self.model, self.params)[b] for b in blocks]
         outputs = [self.gauss_newton.outputs[b] for b in blocks]
@@ -351,8 +352,7 @@ class HessianOperator:
         elements = gauss_newton.bytes_per_image(self.gauss_newton.classes, holders, outputs)
         per_image = self.footprint.per_image + element * elements
         units = element * gauss_newton.TANGENTS * max(self.space.numels[b] for b in blocks)
-        kept = len(self._kept) * self.footprint.graph(self.plan.size)
-        room = self.budget_bytes - kept - units
+        room = self.budget_bytes - units
         return min(self.plan.size, gauss_newton.micro_batch(room, per_image, self.num_samples))
 
     def gauss_newton_submatrices(
@@ -372,7 +372,8 @@ class HessianOperator:
         holders = [gauss_newton.owners(self.model, self.params)[b] for b in blocks]
         index = [c.to(self.device) for c in coords]
         sums = [torch.zeros(len(c), len(c), device=self.device, dtype=self.dtype) for c in index]
-        size = self._gauss_newton_size(blocks)
+        size = self._gauss_newton_size
+        self._kept.clear()  # the pass needs no graph: the budget is its own
         starts = range(0, self.num_samples, size)
         with sdpa_kernel(SDPBackend.MATH):
             for start in tqdm(starts, desc="Gauss-Newton blocks", disable=not progress):

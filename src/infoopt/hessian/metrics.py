@@ -1,28 +1,14 @@
-"""One checkpoint's Hessian table: every per-block metric plus the model's global numbers.
+"""The numbers of a checkpoint's Hessian, in parts that :mod:`infoopt.hessian.table` assembles.
 
-The table (one parquet file per checkpoint) has one row per parameter block, in
-``named_parameters()`` order, and a last row whose ``block`` is :data:`GLOBAL`:
+- :func:`block_rows`: the rows of a list of blocks, the spectra of their principal sub-Hessians;
+- :func:`trace_rows`: Hutchinson's traces, per block and of the whole model;
+- :func:`top_eigenvalue_row`: the whole model's top eigenvalue, by Lanczos.
 
-- per block: ``numel``, ``k`` (coordinates sampled), ``trace`` and ``trace_se`` (Hutchinson
-  estimate of ``tr(H_bb)`` and its standard error), ``subtrace`` (exact ``tr H[S_b, S_b]``),
-  ``lambda_min``, ``lambda_max``, ``entropy``, ``gap`` (of ``H[S_b, S_b]``) and ``positive``;
-- on the :data:`GLOBAL` row the same columns describe the whole model where they make sense
-  (``numel`` = all parameters; ``trace``/``trace_se`` = Hutchinson ``tr(H)``; ``lambda_max`` =
-  the top eigenvalue by Lanczos; the others are missing), and the columns that only it fills
-  hold the checkpoint's summaries: ``positive_ratio``, ``sharpness``, ``gap_mean``, ``gap_std``,
-  ``gap_blocks`` (:mod:`infoopt.hessian.aggregate`), ``lanczos_products``, ``lanczos_residual``,
-  ``lanczos_converged``, ``block_products``, ``full_products`` (Hessian-vector products spent;
-  ``block_products`` counts the sub-Hessians' columns, also those of blocks computed from
-  first-order passes, :mod:`~infoopt.hessian.gauss_newton`) and ``seconds``;
-- every row carries the options used, as ``option_<name>`` columns.
-
-Select ``block != GLOBAL`` for per-block analyses and ``block == GLOBAL`` for Tables 2–5.
-
-Sharding: the blocks' sub-Hessians are independent of each other and of the global estimates
-(Hutchinson, Lanczos), so one checkpoint's work splits into shares (:func:`shard_plan`), each
-computed alone as a partial table (``checkpoint_hessian_table(..., shard=(i, n))``) and
-combined by :func:`merge_hessian_tables`. The unsharded table is the merge of one share, so
-both run the same operations and give the same numbers (``seconds`` aside).
+A part's numbers depend on the model, the data and the options alone, not on what else the same
+operator computes: a block's coordinates are seeded by its name, the probes and the Lanczos start
+by the seed, and the Gauss-Newton pass is planned for the whole model. So any grouping of the
+parts gives the same table, bit for bit (``seconds`` aside).
+:func:`checkpoint_hessian_table` computes every part with one operator.
 """
 
 from __future__ import annotations
@@ -35,96 +21,26 @@ import pandas as pd
 import torch
 from torch import nn
 
-from infoopt.hessian.aggregate import aggregate_blocks
 from infoopt.hessian.blocks import block_coordinates, block_spectrum, sub_hessians
 from infoopt.hessian.hvp import HessianOperator
-from infoopt.hessian.options import HessianOptions
+from infoopt.hessian.options import ESTIMATES, HessianOptions
 from infoopt.hessian.space import ParameterSpace
 from infoopt.hessian.spectrum import lanczos_top_eigenvalue
+from infoopt.hessian.table import BLOCK, GLOBAL, PART, hessian_table, typed
 from infoopt.hessian.trace import hutchinson
 
-GLOBAL = "__global__"
 
-BLOCK_COLUMNS = {
-    "block": "string",
-    "numel": "int64",
-    "k": "Int64",
-    "trace": "float64",
-    "trace_se": "float64",
-    "subtrace": "float64",
-    "lambda_min": "float64",
-    "lambda_max": "float64",
-    "entropy": "float64",
-    "gap": "float64",
-    "positive": "boolean",
-}
-GLOBAL_COLUMNS = {
-    "positive_ratio": "float64",
-    "sharpness": "float64",
-    "gap_mean": "float64",
-    "gap_std": "float64",
-    "gap_blocks": "Int64",
-    "lanczos_products": "Int64",
-    "lanczos_residual": "float64",
-    "lanczos_converged": "boolean",
-    "block_products": "Int64",
-    "full_products": "Int64",
-    "seconds": "float64",
-}
-
-
-def _finish(blocks: pd.DataFrame, summary: dict, options: HessianOptions) -> pd.DataFrame:
-    table = pd.concat([blocks, pd.DataFrame([summary])], ignore_index=True)
-    table = table.reindex(columns=list(BLOCK_COLUMNS) + list(GLOBAL_COLUMNS))
-    table = table.astype(BLOCK_COLUMNS | GLOBAL_COLUMNS)
-    options_table = pd.DataFrame([options.columns()] * len(table))
-    options_table["option_micro_batch_size"] = options_table["option_micro_batch_size"].astype(
-        "Int64"
-    )
-    return pd.concat([table, options_table], axis=1)
-
-
-def shard_plan(
-    numels: Sequence[int], options: HessianOptions, shards: int
-) -> list[tuple[list[int], bool]]:
-    """Split a checkpoint's work into ``shards`` shares of about equal predicted cost.
-
-    Each share is (its blocks, whether it computes the global estimates). A block costs its
-    ``k_b`` block products; the global estimates, ``probes`` + ``lanczos_max_iter`` full
-    products, are one indivisible item. Longest first onto the least loaded share: a
-    deterministic plan from the block sizes and options alone.
-    """
-    if shards < 1:
-        raise ValueError(f"shards must be positive, got {shards}")
-    items = [(min(n, options.max_k), b) for b, n in enumerate(numels)]
-    items.append((options.probes + options.lanczos_max_iter, len(numels)))
-    loads = [0] * shards
-    shares: list[tuple[list[int], bool]] = [([], False) for _ in range(shards)]
-    for cost, item in sorted(items, key=lambda c: (-c[0], c[1])):
-        target = loads.index(min(loads))
-        loads[target] += cost
-        blocks, global_share = shares[target]
-        shares[target] = (blocks, True) if item == len(numels) else (blocks + [item], global_share)
-    return [(sorted(blocks), global_share) for blocks, global_share in shares]
-
-
-def checkpoint_hessian_table(
+def hessian_operator(
     model: nn.Module,
     x: torch.Tensor,
     y: torch.Tensor,
-    options: HessianOptions | None = None,
+    options: HessianOptions,
     *,
     device: str | torch.device | None = None,
     progress: bool = False,
-    shard: tuple[int, int] | None = None,
-) -> pd.DataFrame:
-    """Measure the Hessian of the mean cross-entropy of ``model`` (eval mode) on ``(x, y)``.
-
-    With ``shard=(i, n)``, only share ``i`` of :func:`shard_plan`'s ``n``: a partial table
-    (columns ``shard`` and ``shards`` added) for :func:`merge_hessian_tables`.
-    """
-    options = options or HessianOptions()
-    started = time.perf_counter()
+) -> HessianOperator:
+    """The Hessian of the mean cross-entropy of ``model`` (eval mode) on ``(x, y)``, as
+    ``options`` say to multiply with it."""
     operator = HessianOperator(
         model,
         x,
@@ -137,24 +53,60 @@ def checkpoint_hessian_table(
     )
     if progress:
         print(f"Hessian operator: {operator.plan}", file=sys.stderr)
-    space = operator.space
-    index, count = shard or (0, 1)
-    if not 0 <= index < count:
-        raise ValueError(f"shard {index} of {count} does not exist")
-    blocks, global_share = shard_plan(space.numels, options, count)[index]
-    coords = block_coordinates(space, options.max_k, options.seed)
-    matrices = sub_hessians(operator, coords, blocks, progress=progress)
-    spectra = [block_spectrum(matrix, options.normalization) for matrix in matrices]
-    table = pd.DataFrame({"block": space.names, "numel": space.numels})
-    table.loc[blocks, "k"] = [len(coords[b]) for b in blocks]
-    for column in ("subtrace", "lambda_min", "lambda_max", "entropy", "gap"):
-        table.loc[blocks, column] = [getattr(s, column) for s in spectra]
-    table.loc[blocks, "positive"] = [
-        s.positive(options.positive, options.positive_tol) for s in spectra
-    ]
+    return operator
 
-    summary: dict[str, object] = {"block": GLOBAL, "numel": space.dim}
-    if global_share and options.probes:
+
+def block_rows(
+    operator: HessianOperator,
+    blocks: Sequence[int],
+    options: HessianOptions,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """The rows of ``blocks`` (indices into ``operator.space``): each one's ``k`` coordinates'
+    sub-Hessian spectrum, its ``k`` columns as ``block_products`` and, as ``seconds``, its
+    share by columns of the time they took together (Gauss-Newton blocks share one pass)."""
+    started = time.perf_counter()
+    space = operator.space
+    coords = block_coordinates(space, options.max_k, options.seed)
+    spectra = [
+        block_spectrum(matrix, options.normalization)
+        for matrix in sub_hessians(operator, coords, blocks, progress=progress)
+    ]
+    ks = [len(coords[b]) for b in blocks]
+    seconds = time.perf_counter() - started
+    return pd.DataFrame(
+        {
+            PART: BLOCK,
+            "block": [space.names[b] for b in blocks],
+            "numel": [space.numels[b] for b in blocks],
+            "k": ks,
+            "subtrace": [s.subtrace for s in spectra],
+            "lambda_min": [s.lambda_min for s in spectra],
+            "lambda_max": [s.lambda_max for s in spectra],
+            "entropy": [s.entropy for s in spectra],
+            "gap": [s.gap for s in spectra],
+            "positive": [s.positive(options.positive, options.positive_tol) for s in spectra],
+            "block_products": ks,
+            "seconds": [seconds * k / sum(ks) for k in ks],
+        }
+    )
+
+
+def _estimate_rows(space: ParameterSpace, name: str) -> pd.DataFrame:
+    """The rows an estimate fills: Hutchinson's traces every block's and the global row,
+    Lanczos's top eigenvalue the global row."""
+    names, numels = (space.names, space.numels) if name == "traces" else ([], [])
+    return pd.DataFrame({PART: name, "block": [*names, GLOBAL], "numel": [*numels, space.dim]})
+
+
+def trace_rows(
+    operator: HessianOperator, options: HessianOptions, progress: bool = False
+) -> pd.DataFrame:
+    """Hutchinson's estimates of every block's trace and of the whole trace, with their
+    standard errors, from ``options.probes`` probes (none: missing)."""
+    started, products = time.perf_counter(), operator.full_products
+    rows = _estimate_rows(operator.space, "traces")
+    if options.probes:
         estimate = hutchinson(
             operator,
             options.probes,
@@ -162,12 +114,23 @@ def checkpoint_hessian_table(
             probe_batch=options.probe_batch,
             progress=progress,
         )
-        table["trace"], table["trace_se"] = estimate.block_traces, estimate.block_standard_errors
-        summary |= {"trace": estimate.trace, "trace_se": estimate.standard_error}
-    if global_share and options.lanczos_max_iter:
+        rows["trace"] = [*estimate.block_traces, estimate.trace]
+        rows["trace_se"] = [*estimate.block_standard_errors, estimate.standard_error]
+    spent = [operator.full_products - products, time.perf_counter() - started]
+    rows.loc[rows["block"] == GLOBAL, ["full_products", "seconds"]] = spent
+    return rows
+
+
+def top_eigenvalue_row(
+    operator: HessianOperator, options: HessianOptions, progress: bool = False
+) -> pd.DataFrame:
+    """The top eigenvalue of the whole Hessian by Lanczos (``lanczos_max_iter`` 0: missing)."""
+    started, products = time.perf_counter(), operator.full_products
+    row = _estimate_rows(operator.space, "top_eigenvalue")
+    if options.lanczos_max_iter:
         top = lanczos_top_eigenvalue(
             lambda v: operator.matmul(v[None])[0],
-            space.dim,
+            operator.space.dim,
             seed=options.seed,
             max_iter=options.lanczos_max_iter,
             tol=options.lanczos_tol,
@@ -175,85 +138,67 @@ def checkpoint_hessian_table(
             dtype=operator.dtype,
             progress=progress,
         )
-        summary |= {
-            "lambda_max": top.eigenvalue,
-            "lanczos_products": top.products,
-            "lanczos_residual": top.residual,
-            "lanczos_converged": top.converged,
-        }
-    summary |= {
-        "block_products": operator.block_products,
-        "full_products": operator.full_products,
-        "seconds": time.perf_counter() - started,
-    }
-    part = _finish(table, summary, options)
-    if shard is None:
-        return merge_hessian_tables([part])
-    return part.assign(shard=index, shards=count)
+        row["lambda_max"], row["lanczos_products"] = top.eigenvalue, top.products
+        row["lanczos_residual"], row["lanczos_converged"] = top.residual, top.converged
+    row["full_products"] = operator.full_products - products
+    row["seconds"] = time.perf_counter() - started
+    return row
 
 
-# Global-row columns that each share adds to; the others come from the one share computing them.
-_ADDED = ("block_products", "full_products", "seconds")
+ESTIMATORS = {"traces": trace_rows, "top_eigenvalue": top_eigenvalue_row}
 
 
-def merge_hessian_tables(parts: Sequence[pd.DataFrame]) -> pd.DataFrame:
-    """The table of a checkpoint from the partial tables of all its shares.
-
-    Each block's metrics come from the share that computed them, the traces and the top
-    eigenvalue from the global share; products and seconds add up; the summaries of Tables 2–5
-    are computed from the merged blocks. A ValueError says when the shares do not fit together.
-    """
-    if not parts:
-        raise ValueError("no partial Hessian tables to merge")
-    counts = {int(part["shards"].iloc[0]) if "shards" in part else 1 for part in parts}
-    found = sorted(int(part["shard"].iloc[0]) if "shard" in part else 0 for part in parts)
-    if len(counts) != 1 or found != list(range(counts.pop())):
-        raise ValueError(f"the shares do not make up one checkpoint's table: shards {found}")
-    parts = [part.drop(columns=["shard", "shards"], errors="ignore") for part in parts]
-    labels = [c for c in parts[0].columns if c not in BLOCK_COLUMNS and c not in GLOBAL_COLUMNS]
-    for part in parts[1:]:
-        if not part[labels].equals(parts[0][labels]) or not part["block"].equals(parts[0]["block"]):
-            raise ValueError("the shares were computed with different options or checkpoints")
-    merged = parts[0].copy()
-    for part in parts[1:]:
-        merged = merged.combine_first(part)[parts[0].columns]
-    is_global = merged["block"] == GLOBAL
-    for column in _ADDED:
-        merged.loc[is_global, column] = sum(part.loc[is_global, column].iloc[0] for part in parts)
-    blocks = merged[~is_global].reset_index(drop=True)
-    summary = merged[is_global].iloc[0].to_dict() | aggregate_blocks(blocks, _aggregation(merged))
-    table = pd.concat([blocks, pd.DataFrame([summary])], ignore_index=True)
-    return table.astype(merged.dtypes.to_dict())
-
-
-def share_of_table(
-    table: pd.DataFrame, options: HessianOptions, shard: tuple[int, int]
+def hessian_parts(
+    operator: HessianOperator,
+    options: HessianOptions,
+    blocks: Sequence[int],
+    estimates: Sequence[str],
+    progress: bool = False,
 ) -> pd.DataFrame:
-    """The partial table that share ``shard`` of :func:`shard_plan` computes, cut from a whole
-    table (so that a change of ``shards`` costs no product already computed): merging the
-    shares cut from a table gives that table back (``seconds`` all in the global share)."""
-    index, count = shard
-    is_global = (table["block"] == GLOBAL).to_numpy()
-    numels = table.loc[~is_global, "numel"].tolist()
-    blocks, global_share = shard_plan(numels, options, count)[index]
-    part = table.copy()  # None below: NaN in float columns, NA in nullable ones
-    others = [b for b in range(len(numels)) if b not in blocks]
-    spectral = ["k", "subtrace", "lambda_min", "lambda_max", "entropy", "gap", "positive"]
-    part.loc[others, spectral] = None
-    part.loc[is_global, ["positive_ratio", "sharpness", "gap_mean", "gap_std", "gap_blocks"]] = (
-        pd.NA
+    """The rows of ``blocks`` and of the ``estimates`` (names in
+    :data:`~infoopt.hessian.options.ESTIMATES`), in the table's columns and types."""
+    unknown = sorted(set(estimates) - set(ESTIMATORS))
+    if unknown:
+        raise ValueError(f"unknown estimate(s) {', '.join(unknown)}; valid: {', '.join(ESTIMATES)}")
+    parts = [block_rows(operator, blocks, options, progress)]
+    parts += [ESTIMATORS[name](operator, options, progress) for name in estimates]
+    return typed(pd.concat(parts, ignore_index=True), options.columns())
+
+
+def missing_parts(
+    space: ParameterSpace,
+    options: HessianOptions,
+    blocks: Sequence[int],
+    estimates: Sequence[str],
+) -> pd.DataFrame:
+    """:func:`hessian_parts` of a checkpoint that has no weights (a diverged run): every
+    number missing."""
+    rows = pd.DataFrame(
+        {
+            PART: BLOCK,
+            "block": [space.names[b] for b in blocks],
+            "numel": [space.numels[b] for b in blocks],
+        }
     )
-    part.loc[is_global, "block_products"] = table.loc[blocks, "k"].sum()
-    if not global_share:
-        part[["trace", "trace_se"]] = None
-        lanczos = ["lambda_max", "lanczos_products", "lanczos_residual", "lanczos_converged"]
-        part.loc[is_global, lanczos] = None
-        part.loc[is_global, ["full_products", "seconds"]] = 0
-    return part.astype(table.dtypes.to_dict()).assign(shard=index, shards=count)
+    parts = [rows, *(_estimate_rows(space, name) for name in estimates)]
+    return typed(pd.concat(parts, ignore_index=True), options.columns())
 
 
-def _aggregation(table: pd.DataFrame) -> str:
-    return str(table["option_aggregation"].iloc[0])
+def checkpoint_hessian_table(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    options: HessianOptions | None = None,
+    *,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """The Hessian table (:mod:`infoopt.hessian.table`) of the mean cross-entropy of ``model``
+    (eval mode) on ``(x, y)``: every block's rows and every estimate, from one operator."""
+    options = options or HessianOptions()
+    operator = hessian_operator(model, x, y, options, device=device, progress=progress)
+    blocks = range(len(operator.space))
+    return hessian_table(hessian_parts(operator, options, blocks, ESTIMATES, progress))
 
 
 def missing_hessian_table(
@@ -261,5 +206,4 @@ def missing_hessian_table(
 ) -> pd.DataFrame:
     """The table of a checkpoint that has no weights (a diverged run): every metric missing."""
     options = options or HessianOptions()
-    blocks = pd.DataFrame({"block": space.names, "numel": space.numels})
-    return _finish(blocks, {"block": GLOBAL, "numel": space.dim}, options)
+    return hessian_table(missing_parts(space, options, range(len(space)), ESTIMATES))

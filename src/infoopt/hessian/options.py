@@ -16,6 +16,9 @@ CHOICES = {
     "aggregation": AGGREGATIONS,
     "dtype": DTYPE_NAMES,
 }
+# The estimates of the whole model's Hessian, each computed as one piece of work: Hutchinson's
+# traces (per block and in all) and Lanczos's top eigenvalue.
+ESTIMATES = ("traces", "top_eigenvalue")
 
 
 def _option(default: object, help: str) -> object:
@@ -38,23 +41,18 @@ class HessianOptions:
     (used by ``infoopt hessian``); ``seed``: of the coordinates, the probes and the Lanczos
     start. The [choice]s:
     ``positive`` (``"lambda_min"``: λ_min > ``positive_tol`` · max|λ|; ``"trace"``:
-    tr H[S_b, S_b] > 0; the default tolerance is ten times the float32 rounding measured on
-    sub-Hessian eigenvalues, 1e-6 relative: the exactly singular Hessian of the classifier's
-    bias must not count as positive by the sign of its rounding error),
+    tr H[S_b, S_b] > 0; the default tolerance lies above the float32 rounding of sub-Hessian
+    eigenvalues: the exactly singular Hessian of the classifier's bias must not count as
+    positive by the sign of its rounding error),
     ``normalization`` of the spectra (``"abs"``, ``"clip"``) and ``aggregation`` of the gaps
     over ``"all"`` blocks or the ``"positive"`` ones.
 
-    The memory budget's default, 8 GiB, makes the paper's configuration fit a 24 GB GPU and a
-    24 GB-RAM machine. Unbounded, the graphs of its 2,048 images alone take 18 GiB (ResNet18,
-    8.9 MiB per image) or 35 GiB (ViT, 17.7 MiB), and a product's peak RSS on CPU is 2.1x
-    (ResNet18) and 2.6x (ViT) the graphs. Under a budget, the peak RSS above the process's
-    baseline (0.6 GiB: torch, model, data) was 1.2x (ResNet18) and 1.3x (ViT) the budget
-    (``benchmarks/hessian_memory.py``: 2 GiB, 512 images, CPU), so 8 GiB means about 11 GiB
-    in all: half of 24 GB, the rest left to the system, or on a GPU to the CUDA context and
-    the caching allocator (not measured: no GPU here). The ViT then keeps 6 micro-batches of
-    54 images, 16 % of the data, and rebuilds the rest on every call: a product took 1.6x the
-    unbounded time at 2 GiB for 512 images (ResNet18: 1.4x). Results equal the unbounded ones
-    to float rounding; a budget beyond what the data need changes nothing.
+    The memory budget's default, 8 GiB, is sized for a 24 GB GPU or a 24 GB-RAM machine: the
+    peak memory is the budget times the allocator's overhead plus the process's baseline
+    (:mod:`infoopt.hessian.cost` predicts it; ``benchmarks/hessian_memory.py`` measures it).
+    Under a budget the graphs that do not fit are rebuilt on every product, which costs time,
+    not accuracy: results equal the unbounded ones to float rounding, and a budget beyond what
+    the data need changes nothing.
     """
 
     max_k: int = _option(64, "K: coordinates per block")
