@@ -37,6 +37,7 @@ from torch import nn
 
 from infoopt.hessian.aggregate import aggregate_blocks
 from infoopt.hessian.blocks import block_coordinates, block_spectrum, sub_hessians
+from infoopt.hessian.heterogeneity import block_gradient_norms
 from infoopt.hessian.hvp import HessianOperator
 from infoopt.hessian.options import HessianOptions
 from infoopt.hessian.space import ParameterSpace
@@ -57,6 +58,10 @@ BLOCK_COLUMNS = {
     "entropy": "float64",
     "gap": "float64",
     "positive": "boolean",
+    # The sub-Hessian's eigenvalues and the block's gradient norm: block and gradient
+    # heterogeneity (infoopt.hessian.heterogeneity).
+    "eigenvalues": "object",
+    "grad_norm": "float64",
 }
 GLOBAL_COLUMNS = {
     "positive_ratio": "float64",
@@ -64,6 +69,8 @@ GLOBAL_COLUMNS = {
     "gap_mean": "float64",
     "gap_std": "float64",
     "gap_blocks": "Int64",
+    "block_heterogeneity": "float64",
+    "gradient_heterogeneity": "float64",
     "lanczos_products": "Int64",
     "lanczos_residual": "float64",
     "lanczos_converged": "boolean",
@@ -152,8 +159,12 @@ def checkpoint_hessian_table(
     table.loc[blocks, "positive"] = [
         s.positive(options.positive, options.positive_tol) for s in spectra
     ]
+    eigenvalues = dict(zip(blocks, (s.eigenvalues for s in spectra), strict=True))
+    table["eigenvalues"] = pd.Series([eigenvalues.get(b) for b in range(len(space))], dtype=object)
 
     summary: dict[str, object] = {"block": GLOBAL, "numel": space.dim}
+    if global_share:
+        table["grad_norm"] = block_gradient_norms(operator)
     if global_share and options.probes:
         estimate = hutchinson(
             operator,
@@ -239,13 +250,14 @@ def share_of_table(
     part = table.copy()  # None below: NaN in float columns, NA in nullable ones
     others = [b for b in range(len(numels)) if b not in blocks]
     spectral = ["k", "subtrace", "lambda_min", "lambda_max", "entropy", "gap", "positive"]
+    spectral.append("eigenvalues")
     part.loc[others, spectral] = None
-    part.loc[is_global, ["positive_ratio", "sharpness", "gap_mean", "gap_std", "gap_blocks"]] = (
-        pd.NA
-    )
+    summaries = ["positive_ratio", "sharpness", "gap_mean", "gap_std", "gap_blocks"]
+    summaries += ["block_heterogeneity", "gradient_heterogeneity"]
+    part.loc[is_global, summaries] = pd.NA
     part.loc[is_global, "block_products"] = table.loc[blocks, "k"].sum()
     if not global_share:
-        part[["trace", "trace_se"]] = None
+        part[["trace", "trace_se", "grad_norm"]] = None
         lanczos = ["lambda_max", "lanczos_products", "lanczos_residual", "lanczos_converged"]
         part.loc[is_global, lanczos] = None
         part.loc[is_global, ["full_products", "seconds"]] = 0
