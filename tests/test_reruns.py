@@ -32,8 +32,11 @@ HESSIAN_METRICS = [
     "entropy_gap_deviation",
     "top_eigenvalue",
     "hessian_trace",
+    "block_heterogeneity",
+    "gradient_heterogeneity",
 ]
 TABLES = [f"table{n}" for n in range(1, 6)]
+TABLES += ["table_block_heterogeneity", "table_gradient_heterogeneity"]
 FIGURES = [f"fig_{m}" for m in ["test_accuracy", *HESSIAN_METRICS]]
 FIGURES += ["fig_block_gaps", "fig_accuracy_vs_metrics", "fig_correlation"]
 
@@ -121,6 +124,7 @@ def test_a_changed_hessian_option_reruns_hessian_and_what_reads_it(workdir):
     finally:
         path.write_text(original)
     readers = [*studied(*TABLES[1:], *FIGURES[1:], "correlation"), "paper_comparison", "all"]
+    readers.append("explanations")
     readers += [*of(GRID, *TABLES[1:], "correlation", "fig_correlation", "generalization")]
     readers.append("lion_hessian")
     # Every checkpoint of the paper experiment's 8 runs, the last of the ablation's 10 and of the
@@ -151,6 +155,7 @@ def test_report_holds_every_table_and_figure_with_captions(smoke_report):
         f"results/tables/{name}.csv" for name in [*TABLES, "paper_comparison", "paper_claims"]
     ]
     tables.append("results/figures/paper_claims.png")
+    tables += ["results/tables/explanations.csv", "results/figures/explanations.png"]
     progress = [f"results/figures/{m}.png" for m in ["test_accuracy", *HESSIAN_METRICS]]
     progress.append("results/figures/block_gaps.png")
     correlation = [

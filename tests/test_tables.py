@@ -68,6 +68,9 @@ def test_markdown_has_a_row_per_run_and_a_column_per_checkpoint():
     text = to_markdown(paper_table(long, table=1, metric="test_accuracy"), digits=1)
     assert "| vit    | sgd         | 0.5 ± 0.7 | 5.5 ± 0.7 | 10.5 ± 0.7 |" in text
     assert text.index("| 0%") < text.index("| 50%") < text.index("| 100%")
+    assert text.startswith("Table 1: test_accuracy (mean ± std over seeds;")
+    named = paper_table(long, table="Block heterogeneity", metric="test_accuracy")
+    assert to_markdown(named).startswith("Block heterogeneity: test_accuracy (mean ± std")
 
 
 # The numbers the paper's text states (its abstract and introduction; PAPER.md §1), typed in

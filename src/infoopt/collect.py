@@ -22,6 +22,9 @@ HESSIAN_METRICS = {
     "entropy_gap_deviation": "gap_std",
     "top_eigenvalue": "lambda_max",
     "hessian_trace": "trace",
+    # The rival explanations (infoopt.hessian.heterogeneity).
+    "block_heterogeneity": "block_heterogeneity",
+    "gradient_heterogeneity": "gradient_heterogeneity",
 }
 
 

@@ -15,6 +15,20 @@ PAPER_TABLES = {
     4: ("entropy_gap", "hessian", 2),
     5: ("entropy_gap_deviation", "hessian", 2),
 }
+# Tables in the same format of the rival explanations' metrics: target -> (title, metric,
+# decimals).
+RIVAL_TABLES = {
+    "table_block_heterogeneity": (
+        "Block heterogeneity (Zhang et al. 2024)",
+        "block_heterogeneity",
+        3,
+    ),
+    "table_gradient_heterogeneity": (
+        "Gradient heterogeneity (Tomihari & Sato 2025)",
+        "gradient_heterogeneity",
+        3,
+    ),
+}
 # Figure of one metric against training progress -> the summary table that holds the metric.
 PROGRESS_FIGURES = {
     "test_accuracy": "training",
@@ -24,6 +38,8 @@ PROGRESS_FIGURES = {
     "entropy_gap_deviation": "hessian",
     "top_eigenvalue": "hessian",
     "hessian_trace": "hessian",
+    "block_heterogeneity": "hessian",
+    "gradient_heterogeneity": "hessian",
 }
 # Where the paper experiment's outputs sit in the report: group -> (category, subcategory).
 # A study's sit under its own heading (category "study"), a subcategory per group.
@@ -85,6 +101,17 @@ def study_entries(experiment):
         }
         for number, (metric, table, digits) in PAPER_TABLES.items()
         if table in summaries
+    }
+    entries |= {
+        name: {
+            "notebook": "paper_table",
+            "inputs": {"summary": f"{summary}/hessian.parquet"},
+            "outputs": tables(name),
+            "parameters": {"table": title, "metric": metric, "digits": digits},
+            "report": report("tables", "rival_table", ["csv"]),
+        }
+        for name, (title, metric, digits) in RIVAL_TABLES.items()
+        if "hessian" in summaries
     }
     entries |= {
         f"fig_{metric}": {
@@ -195,5 +222,35 @@ if PAPER in config["experiments"] and hessian_progress(PAPER):
             "category": "paper",
             "caption": "workflow/report/paper_comparison.rst",
             "outputs": ["comparison", "claims", "png"],
+        },
+    }
+    # The paper's explanation beside its rivals, on the same runs; Ψ from the first grid
+    # study's generalization table, where the configuration has one.
+    grid_studies = sorted(
+        name
+        for name in NOTEBOOKS
+        if name == "generalization" or name.endswith("_generalization")
+    )
+    NOTEBOOKS["explanations"] = {
+        "experiment": PAPER,
+        "notebook": "explanations",
+        "inputs": {
+            "training": f"results/summary/{PAPER}/training.parquet",
+            "hessian": f"results/summary/{PAPER}/hessian.parquet",
+            "generalization": [
+                NOTEBOOKS[name]["outputs"]["csv"] for name in grid_studies[:1]
+            ],
+        },
+        "outputs": {
+            "csv": "results/tables/explanations.csv",
+            "markdown": "results/tables/explanations.md",
+            "pdf": "results/figures/explanations.pdf",
+            "png": "results/figures/explanations.png",
+        },
+        "parameters": {},
+        "report": {
+            "category": "paper",
+            "caption": "workflow/report/explanations.rst",
+            "outputs": ["csv", "png"],
         },
     }

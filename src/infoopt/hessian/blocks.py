@@ -11,7 +11,7 @@ first-order passes (:mod:`infoopt.hessian.gauss_newton`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -69,13 +69,15 @@ def sub_hessians(
 
 @dataclass(frozen=True)
 class BlockSpectrum:
-    """Spectral metrics of one block's sub-Hessian."""
+    """Spectral metrics of one block's sub-Hessian, and its ascending eigenvalues (the block's
+    spectral density, :mod:`infoopt.hessian.heterogeneity`)."""
 
     lambda_min: float
     lambda_max: float
     subtrace: float
     entropy: float
     gap: float
+    eigenvalues: np.ndarray = field(repr=False, compare=False)
 
     def positive(self, rule: str, tol: float = 0.0) -> bool:
         """Positive definite (``"lambda_min"``: λ_min > tol · max|λ|) or positive trace
@@ -97,4 +99,5 @@ def block_spectrum(matrix: np.ndarray, normalization: str = "abs") -> BlockSpect
         subtrace=float(np.trace(matrix)),
         entropy=von_neumann_entropy(eigs, normalization),
         gap=entropy_gap(eigs, normalization),
+        eigenvalues=eigs,
     )

@@ -17,8 +17,10 @@ import sys
 import time
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from infoopt.hessian.blocks import block_coordinates, block_spectrum, sub_hessians
@@ -56,6 +58,22 @@ def hessian_operator(
     return operator
 
 
+def block_gradient_norms(operator) -> np.ndarray:
+    """``‖∇_b L‖₂`` per block of ``operator`` (a HessianOperator: its eval-mode model copy, its
+    data and micro-batches), ``L`` the mean cross-entropy the Hessian is of: one gradient,
+    summed over the micro-batches, no graph kept."""
+    totals = [torch.zeros_like(p) for p in operator.params]
+    for batch in operator.micro_batches:
+        weight = len(operator.y[batch]) / operator.num_samples
+        loss = F.cross_entropy(operator.model(operator.x[batch]), operator.y[batch]) * weight
+        grads = torch.autograd.grad(
+            loss, operator.params, allow_unused=True, materialize_grads=True
+        )
+        for total, grad in zip(totals, grads, strict=True):
+            total += grad
+    return np.array([float(torch.linalg.vector_norm(t.double())) for t in totals])
+
+
 def block_rows(
     operator: HessianOperator,
     blocks: Sequence[int],
@@ -63,8 +81,9 @@ def block_rows(
     progress: bool = False,
 ) -> pd.DataFrame:
     """The rows of ``blocks`` (indices into ``operator.space``): each one's ``k`` coordinates'
-    sub-Hessian spectrum, its ``k`` columns as ``block_products`` and, as ``seconds``, its
-    share by columns of the time they took together (Gauss-Newton blocks share one pass)."""
+    sub-Hessian spectrum (its eigenvalues too), its gradient's norm, its ``k`` columns as
+    ``block_products`` and, as ``seconds``, its share by columns of the time they took together
+    (Gauss-Newton blocks share one pass)."""
     started = time.perf_counter()
     space = operator.space
     coords = block_coordinates(space, options.max_k, options.seed)
@@ -72,6 +91,7 @@ def block_rows(
         block_spectrum(matrix, options.normalization)
         for matrix in sub_hessians(operator, coords, blocks, progress=progress)
     ]
+    grad_norms = block_gradient_norms(operator) if len(blocks) else []
     ks = [len(coords[b]) for b in blocks]
     seconds = time.perf_counter() - started
     return pd.DataFrame(
@@ -86,6 +106,8 @@ def block_rows(
             "entropy": [s.entropy for s in spectra],
             "gap": [s.gap for s in spectra],
             "positive": [s.positive(options.positive, options.positive_tol) for s in spectra],
+            "eigenvalues": [s.eigenvalues for s in spectra],
+            "grad_norm": [grad_norms[b] for b in blocks],
             "block_products": ks,
             "seconds": [seconds * k / sum(ks) for k in ks],
         }

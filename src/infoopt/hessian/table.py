@@ -51,6 +51,10 @@ BLOCK_COLUMNS = {
     "entropy": "float64",
     "gap": "float64",
     "positive": "boolean",
+    # The sub-Hessian's eigenvalues and the block's gradient norm: block and gradient
+    # heterogeneity (infoopt.hessian.heterogeneity).
+    "eigenvalues": "object",
+    "grad_norm": "float64",
 }
 GLOBAL_COLUMNS = {
     "positive_ratio": "float64",
@@ -58,6 +62,8 @@ GLOBAL_COLUMNS = {
     "gap_mean": "float64",
     "gap_std": "float64",
     "gap_blocks": "Int64",
+    "block_heterogeneity": "float64",
+    "gradient_heterogeneity": "float64",
     "lanczos_products": "Int64",
     "lanczos_residual": "float64",
     "lanczos_converged": "boolean",
@@ -68,7 +74,10 @@ GLOBAL_COLUMNS = {
 COLUMNS = BLOCK_COLUMNS | GLOBAL_COLUMNS
 # Columns each part fills on the rows it gives (block rows: BLOCK's; the global row: GLOBAL's).
 FILLS = {
-    BLOCK: ["k", "subtrace", "lambda_min", "lambda_max", "entropy", "gap", "positive"],
+    BLOCK: [
+        *["k", "subtrace", "lambda_min", "lambda_max", "entropy", "gap", "positive"],
+        *["eigenvalues", "grad_norm"],
+    ],
     "traces": ["trace", "trace_se"],
     "top_eigenvalue": ["lambda_max", "lanczos_products", "lanczos_residual", "lanczos_converged"],
 }

@@ -28,17 +28,19 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
-from scipy import stats
 
 from infoopt.atomic import write_table, write_text
 from infoopt.report.figures import THEME, label, panels
-from infoopt.report.paired import CONFIDENCE, paired_differences, paired_t_pvalue, t_interval
+from infoopt.report.paired import (
+    CONFIDENCE,
+    paired_differences,
+    paired_t_pvalue,
+    sign_flip_min_pvalue,
+    sign_flip_pvalue,
+    t_interval,
+)
 from infoopt.report.tables import metric_rows
-from infoopt.seeding import derive_seed
 
-# Above this many pairs the sign-flip test samples sign vectors instead of enumerating them.
-EXACT_SIGN_FLIPS = 16
-SIGN_FLIP_SAMPLES = 2**16
 HESSIAN_METRICS = ("entropy_gap", "abs_trace_sum", "top_eigenvalue")
 # Markdown headings of the Hessian metrics (the figures' axis labels use TeX).
 METRIC_NAMES = {
@@ -47,38 +49,6 @@ METRIC_NAMES = {
     "top_eigenvalue": "top Hessian eigenvalue λ_max (nats)",
 }
 KAPPA_LABEL = "temperature κ (dimensionless, log scale)"
-
-
-# ----------------------------------------------------------------------------- statistics
-
-
-def sign_flip_pvalue(differences: Iterable[float]) -> float:
-    """Two-sided sign-flip permutation p-value of the mean difference, scipy's
-    ``permutation_test`` of one sample (whose ``samples`` permutations flip signs): twice the
-    smaller of the shares of sign vectors s ∈ {±1}ⁿ with mean(s·d) ≤ mean(d) and with
-    mean(s·d) ≥ mean(d), at most 1.
-    Exact (all 2ⁿ vectors, where it is the share with |mean(s·d)| ≥ |mean(d)|) up to
-    ``EXACT_SIGN_FLIPS`` pairs, else from ``SIGN_FLIP_SAMPLES`` seeded random vectors plus the
-    observed one. 1 for a single difference (both signs are as extreme), NaN without any."""
-    d = np.asarray(list(differences), dtype=float)
-    if len(d) == 0:
-        return math.nan
-    if len(d) == 1:
-        return 1.0
-    result = stats.permutation_test(
-        (d,),
-        np.mean,
-        permutation_type="samples",
-        vectorized=True,
-        n_resamples=math.inf if len(d) <= EXACT_SIGN_FLIPS else SIGN_FLIP_SAMPLES,
-        rng=derive_seed("sign_flip", len(d)),
-    )
-    return float(result.pvalue)
-
-
-def sign_flip_min_pvalue(n_pairs: int) -> float:
-    """The smallest two-sided p-value the exact sign-flip test can give with ``n_pairs``."""
-    return min(1.0, 2.0 / 2**n_pairs) if n_pairs else math.nan
 
 
 # --------------------------------------------------------------------------------- tables

@@ -34,6 +34,8 @@ METRICS = (
     "abs_trace_sum",
     "top_eigenvalue",
     "hessian_trace",
+    "block_heterogeneity",
+    "gradient_heterogeneity",
 )
 TARGETS = ("generalization_gap", "test_accuracy")
 POOLED = "pooled"

@@ -36,6 +36,8 @@ LABELS = {
     "top_eigenvalue": r"top Hessian eigenvalue $\lambda_{\max}$ (nats)",
     "hessian_trace": r"Hessian trace $\mathrm{tr}\,H$ (nats)",
     "gap": "entropy gap of a block (nats)",
+    "block_heterogeneity": "block heterogeneity, mean JS distance (bits)",
+    "gradient_heterogeneity": r"gradient heterogeneity, std of $\ln\|\nabla_b L\|$",
 }
 TITLES = {
     "test_accuracy": "Table 1: test accuracy",
@@ -45,6 +47,8 @@ TITLES = {
     "entropy_gap_deviation": "Table 5: deviation of the entropy gap",
     "top_eigenvalue": "Top Hessian eigenvalue",
     "hessian_trace": "Full Hessian trace",
+    "block_heterogeneity": "Block heterogeneity (Zhang et al. 2024)",
+    "gradient_heterogeneity": "Gradient heterogeneity (Tomihari & Sato 2025)",
 }
 # Spread over many orders of magnitude (and the paper's scale differs from a smoke run's).
 LOG_SCALE = {"abs_trace_sum", "top_eigenvalue", "hessian_trace"}

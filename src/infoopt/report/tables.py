@@ -84,7 +84,10 @@ def to_markdown(table: pd.DataFrame, digits: int = 2) -> str:
     wide = cells.pivot(index=["arch", "optimizer"], columns="checkpoint", values="cell")
     wide = wide[sorted(wide.columns, key=lambda c: float(c.rstrip("%")))]
     seeds = table.groupby(["arch", "optimizer"])["n_seeds"].max()
-    title = f"Table {table['table'].iloc[0]}: {table['metric'].iloc[0]} (mean ± std over seeds; "
+    number = table["table"].iloc[0]
+    # The paper's tables have a number; the extra ones (the rivals) a name.
+    name = f"Table {number}" if str(number).isdigit() else str(number)
+    title = f"{name}: {table['metric'].iloc[0]} (mean ± std over seeds; "
     title += f"seeds per run: {', '.join(map(str, sorted(seeds.unique())))})"
     return f"{title}\n\n{wide.reset_index().to_markdown(index=False)}\n"
 
