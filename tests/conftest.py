@@ -47,6 +47,17 @@ def private_store(tmp_path, monkeypatch):
     monkeypatch.setenv("INFOOPT_STORE", str(tmp_path / "store"))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models on one thread: OpenMP threads only spin on a shared 2-core machine."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def digits_npz(tmp_path_factory) -> Path:
     from infoopt.data import prepare

@@ -44,14 +44,7 @@ from infoopt.hessian.trace import hutchinson
 from infoopt.models import build_model
 from infoopt.seeding import generator
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # Tiny models: one thread avoids OpenMP spinning on a shared 2-core machine.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class MLP(nn.Module):

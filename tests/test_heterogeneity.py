@@ -32,13 +32,7 @@ from infoopt.hessian.space import ParameterSpace
 from infoopt.hessian.table import GLOBAL, hessian_table
 from test_hessian import dense_hessian, diagonal_block, make_data, make_model
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def silverman(spectra: list[np.ndarray]) -> float:

@@ -160,7 +160,7 @@ def check_claims(long: pd.DataFrame) -> pd.DataFrame:
         1 - CONFIDENCE,
         table.loc[primary, "p_adjusted"],
     ).rename(columns={"expected": "paper_direction"})
-    table.loc[primary, reassessed.columns] = reassessed
+    table = pd.concat([table[~primary], reassessed]).sort_index()
     columns = [
         "claim",
         "family",
