@@ -451,3 +451,34 @@ def test_describe_counts_and_names_the_tensors():
     assert described["parameters"] == sum(p.numel() for p in model.parameters())
     assert described["tensors"] == [[name, list(p.shape)] for name, p in model.named_parameters()]
     assert described["tensors"][-1] == ["head.bias", [7]]
+
+
+@pytest.mark.parametrize(("model", "changes"), [("timm", True), ("resnet18", False)])
+def test_a_library_models_package_version_enters_its_run_key(model, changes, monkeypatch):
+    """Upgrading timm retrains timm models' runs, and nothing else: the providing package's
+    version is part of a library model's store key, not of ours."""
+    import infoopt.models.library
+    import infoopt.stored_runs
+    from infoopt.records import RunSpec
+
+    monkeypatch.setattr(infoopt.stored_runs, "load_checkpoint", lambda path: {"digest": "init"})
+    monkeypatch.setattr(infoopt.stored_runs, "array_digest", lambda path: "data")
+    spec = RunSpec(
+        dataset="digits",
+        arch="net",
+        seed=0,
+        model={"name": model, "num_classes": 10, "in_channels": 1, "image_size": 8},
+        optimizer="sgd",
+        algorithm="sgd",
+        hparams={"lr": 0.1},
+        training={"epochs": 1},
+    )
+    keys = []
+    for version in ("1.0.31", "1.0.32"):
+        monkeypatch.setattr(
+            infoopt.models.library,
+            "distribution_of",
+            lambda path, version=version: {"distribution": path, "version": version},
+        )
+        keys.append(infoopt.stored_runs.run_key(spec, "init.pt", "data.npz")[0])
+    assert (keys[0] != keys[1]) is changes

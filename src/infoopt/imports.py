@@ -75,12 +75,13 @@ def _packages_distributions() -> dict[str, list[str]]:
 
 
 def distribution_of(path: str) -> dict[str, str | None]:
-    """The installed distribution that provides ``path``'s top-level package, and its version.
+    """The installed distribution that provides ``path``'s top-level package (or the module
+    ``path`` itself, given a bare module name), and its version.
 
     ``{"distribution": None, "version": None}`` for a module that no installed distribution
     provides (a user's own file on ``PYTHONPATH``).
     """
-    top = _split(path)[0].split(".")[0]
+    top = (_split(path)[0] if is_import_path(path) else path).split(".")[0]
     names = _packages_distributions().get(top, [])
     if not names:
         return {"distribution": None, "version": None}

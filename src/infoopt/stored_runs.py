@@ -75,7 +75,10 @@ def run_key(
             "data": {"path": str(data_path), "digest": inputs["data"]},
         },
     }
-    return result_key("train", result_spec(spec), inputs), description
+    from infoopt.models.library import model_package
+
+    key_spec = result_spec(spec) | model_package(spec.model["name"])
+    return result_key("train", key_spec, inputs), description
 
 
 def earlier_same_run(config: dict, run: Run) -> Run | None:

@@ -62,7 +62,10 @@ def part_key(
     ((kind, name),) = part.items()
     label += f"/seed{identity['seed']} at {identity['progress']:.2f}: {kind} {name}"
     description = {"label": label, "spec": spec, "inputs": inputs, "identity": identity}
-    return result_key("hessian", spec, inputs), description
+    from infoopt.models.library import model_package
+
+    key_spec = spec | model_package(checkpoint["model"]["name"])
+    return result_key("hessian", key_spec, inputs), description
 
 
 def _identity(checkpoint: dict[str, Any]) -> dict[str, Any]:

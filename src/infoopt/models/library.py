@@ -21,7 +21,7 @@ from typing import Any
 
 from torch import nn
 
-from infoopt.imports import ImportPathError, import_path, is_import_path
+from infoopt.imports import ImportPathError, distribution_of, import_path, is_import_path
 
 LIBRARIES = ("timm", "torchvision")
 
@@ -46,6 +46,15 @@ class LibraryModelError(ValueError):
 def is_library_model(model: str) -> bool:
     """Whether ``model`` names a timm or torchvision model or a user's factory."""
     return model in LIBRARIES or is_import_path(model)
+
+
+def model_package(model: str) -> dict[str, Any]:
+    """What a store key needs of model ``model``'s code beyond ours: the distribution (and
+    version) of timm, torchvision or a user's factory, as ``{"model_package": ...}``; empty for
+    our own models, whose code NUMERICS versions. Upgrading that package recomputes its runs."""
+    if not is_library_model(model):
+        return {}
+    return {"model_package": distribution_of(model)}
 
 
 def unexpected_option(error: TypeError) -> str | None:
