@@ -24,6 +24,9 @@ pytestmark = pytest.mark.workflow
 
 EXPERIMENT = "workflow/profiles/smoke/experiment.yaml"
 STUDY = "paper_resnet18"
+# The studies that train runs of their own (a timm model; Muon and RAdam), not a grid: they get
+# the same tables and figures as STUDY.
+TRAINING_STUDIES = ("timm", "optimizer_study")
 GRID = "grid"
 HESSIAN_METRICS = [
     "positive_block_ratio",
@@ -47,8 +50,8 @@ def of(experiment: str, *targets: str) -> list[str]:
 
 
 def studied(*targets: str) -> list[str]:
-    """The targets, and the study's same targets."""
-    return [*targets, *of(STUDY, *targets)]
+    """The targets, and every study's but the grid's same targets."""
+    return [*targets, *(t for study in (STUDY, *TRAINING_STUDIES) for t in of(study, *targets))]
 
 
 def in_study(path: str) -> str:
@@ -127,11 +130,12 @@ def test_a_changed_hessian_option_reruns_hessian_and_what_reads_it(workdir):
     readers.append("explanations")
     readers += [*of(GRID, *TABLES[1:], "correlation", "fig_correlation", "generalization")]
     readers.append("lion_hessian")
-    # Every checkpoint of the paper experiment's 8 runs, the last of the ablation's 10 and of the
-    # grid's 5; the study's runs are the paper experiment's: their Hessian is measured once, but
-    # each of the 4 experiments collects its own summary.
-    hessians = 8 * 6 + 10 + 5
-    assert jobs == {"hessian": hessians, "collect_hessian": 4} | dict.fromkeys(readers, 1)
+    # Every checkpoint (3) of the paper experiment's 8 runs, the last of the ablation's 10, of the
+    # grid's 5, of the timm study's 2 and of the optimizer study's 4 of its own (its SGD and Adam
+    # runs are the paper experiment's, as are STUDY's: their Hessian is measured once, but each
+    # of the 6 experiments collects its own summary).
+    hessians = 8 * 3 + 10 + 5 + 2 + 4
+    assert jobs == {"hessian": hessians, "collect_hessian": 6} | dict.fromkeys(readers, 1)
 
 
 def test_a_study_gets_every_table_and_figure_from_the_runs_it_shares(workdir):
@@ -176,9 +180,10 @@ def test_report_holds_every_table_and_figure_with_captions(smoke_report):
         "Provenance": {"Other": provenance},
         f"Study {STUDY}": {sub: sorted(files) for sub, files in study.items()},
     }
-    # The ablation's and the grid study's files only need their captions here (the grid study's
-    # generalization outputs are test_workflow.py's).
-    assert set(categories) == {*ours, "Ablation", f"Study {GRID}"}
+    # The ablation's and the other studies' files only need their captions here (the grid
+    # study's generalization outputs are test_workflow.py's).
+    others = {f"Study {study}" for study in (GRID, *TRAINING_STUDIES)}
+    assert set(categories) == {*ours, "Ablation", *others}
     assert {
         cat: {sub: sorted(files) for sub, files in categories[cat].items()} for cat in ours
     } == ours

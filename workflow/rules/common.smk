@@ -237,13 +237,18 @@ def hessian_keep(wildcards):
     return f"{run_of(wildcards).directory}/hessian/{wildcards.progress}.parts"
 
 
-def hessian_arguments(wildcards, input):
+def hessian_arguments(wildcards):
     """`infoopt hessian`'s arguments but --out and --threads: those of a measurement, or of an
-    assembly (which imports no torch, so --threads changes nothing there)."""
+    assembly (which imports no torch, so --threads changes nothing there). A function of the
+    wildcards alone: Snakemake records (and compares, to rerun a job) only such params.
+    """
+    inputs = hessian_inputs(wildcards)
     if hessian_assembles(wildcards):
-        return "--assemble " + " ".join(shlex.quote(share) for share in input.shares)
+        return "--assemble " + " ".join(
+            shlex.quote(share) for share in inputs["shares"]
+        )
     return (
-        f"{shlex.quote(input.checkpoint)} --data {shlex.quote(input.data)}"
+        f"{shlex.quote(inputs['checkpoint'])} --data {shlex.quote(inputs['data'])}"
         f" --spec {shlex.quote(hessian_spec(wildcards))} --device {hessian_device(wildcards)}"
         f" --keep {shlex.quote(hessian_keep(wildcards))}"
     )
