@@ -372,6 +372,19 @@ def test_sub_hessians_are_principal_submatrices(case):
     assert operator.full_products == 0
 
 
+def assert_gauss_newton_blocks_exact(operator, hessian, expected, coords, atol):
+    """The operator finds exactly the ``expected`` Gauss-Newton-exact blocks (by name), and
+    their first-order sub-Hessians on ``coords`` are the dense Hessian's; their indices."""
+    space = operator.space
+    assert {space.names[b] for b in operator.gauss_newton.blocks} == expected
+    exact = sorted(operator.gauss_newton.blocks)
+    matrices = operator.gauss_newton_submatrices(exact, [coords[b] for b in exact])
+    for b, matrix in zip(exact, matrices, strict=True):
+        index = coords[b] + space.offsets[b]
+        torch.testing.assert_close(matrix, hessian[index][:, index], rtol=1e-9, atol=atol)
+    return exact
+
+
 @pytest.mark.parametrize("name", MODELS)
 def test_gauss_newton_blocks_are_found_and_exact(name, monkeypatch):
     model, x, y, hessian = reference(name)
@@ -386,14 +399,10 @@ def test_gauss_newton_blocks_are_found_and_exact(name, monkeypatch):
     # One micro-batch: the batch mean of `mixed` makes its loss depend on the batching.
     operator = HessianOperator(model, x, y, dtype="float64")
     space = operator.space
-    found = {space.names[b] for b in operator.gauss_newton.blocks}
-    assert found == GAUSS_NEWTON_BLOCKS[name]
     coords = block_coordinates(space, 6, seed=3)
-    exact = sorted(operator.gauss_newton.blocks)
-    matrices = operator.gauss_newton_submatrices(exact, [coords[b] for b in exact])
-    for b, matrix in zip(exact, matrices, strict=True):
-        index = coords[b] + space.offsets[b]
-        torch.testing.assert_close(matrix, hessian[index][:, index], rtol=1e-9, atol=1e-12)
+    exact = assert_gauss_newton_blocks_exact(
+        operator, hessian, GAUSS_NEWTON_BLOCKS[name], coords, atol=1e-12
+    )
     assert operator.block_products == sum(len(coords[b]) for b in exact)
     expected = {"Conv2d.weight", "Gain.gain"} if name == "odd" else set()  # the grouped conv
     assert tangents == expected
