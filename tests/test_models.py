@@ -348,10 +348,14 @@ TINY_TIMM_VIT = {
     "num_heads": 2,
 }
 USER_FACTORY = """
+import torch
 from torch import nn
+
+CALLED_ON = []
 
 
 def small_net(num_classes, in_channels, image_size, hidden=4):
+    CALLED_ON.append(torch.get_default_device().type)
     return nn.Sequential(
         nn.Flatten(), nn.Linear(in_channels * image_size**2, hidden), nn.Linear(hidden, num_classes)
     )
@@ -397,6 +401,18 @@ def test_torchvision_keeps_its_stem_for_three_channels():
     ]
 
 
+def test_the_fit_check_calls_a_users_factory_on_the_meta_device_only(user_module):
+    """Where a factory that loads weights can skip them (README: Your model, your data)."""
+    import importlib
+
+    from infoopt.models import resolve_model_options
+
+    called_on = importlib.import_module(user_module).CALLED_ON
+    called_on.clear()
+    resolve_model_options(f"{user_module}:small_net", {"hidden": 5}, SHAPE)
+    assert called_on and set(called_on) == {"meta"}
+
+
 def test_user_factory_gets_the_shape_and_options(user_module):
     model = build_model(f"{user_module}:small_net", **SHAPE, options={"hidden": 5})
     assert [p.shape for p in model.parameters()] == [(5, 64), (5,), (7, 5), (7,)]
@@ -434,9 +450,17 @@ def test_library_spec_round_trips_through_json():
         ("my_models:not_a_model", {}, "model", "returned a str"),
     ],
 )
-def test_library_model_errors_name_the_option(name, options, option, message, user_module):
+@pytest.mark.parametrize("limit", [0, None], ids=["on-meta", "on-cpu"])
+def test_library_model_errors_name_the_option(
+    name, options, option, message, limit, user_module, monkeypatch
+):
+    """The same error whether the fit check runs the model on the meta device (a large model)
+    or on the CPU (a small one)."""
+    import infoopt.models
     from infoopt.models import ModelOptionError, resolve_model_options
 
+    if limit is not None:
+        monkeypatch.setattr(infoopt.models, "CPU_CHECK_MAX_PARAMETERS", limit)
     with pytest.raises(ModelOptionError) as error:
         resolve_model_options(name, options, SHAPE)
     assert error.value.name == option

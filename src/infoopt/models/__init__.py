@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from infoopt.canonical import normalize
+from infoopt.imports import is_import_path
 from infoopt.models.library import (
     LibraryModelError,
     build_library_model,
@@ -80,14 +81,32 @@ def _matches(value: Any, annotation: Any) -> bool:
     return True
 
 
+# Up to this many parameters (0.2 GB in float32), the fit check runs ours and timm's and
+# torchvision's models on the CPU: a first forward on the meta device costs about 2 s of imports
+# and Python decompositions, which every dry run would pay, while building and running a model
+# of this size takes a fraction. A user's factory is only ever called on the meta device (the
+# README promises it, so that a factory that loads weights can skip them there).
+CPU_CHECK_MAX_PARAMETERS = 50_000_000
+
+
+def _probe(name: str, options: dict[str, Any], shape: dict[str, int], device: str) -> Any:
+    """The output of the model built on ``device`` for two images of ``shape``."""
+    side = shape["image_size"]
+    with torch.device(device), torch.no_grad():
+        model = build_model(name, **shape, options=options)
+        return model.eval()(torch.zeros(2, shape["in_channels"], side, side))
+
+
 def _check_fit(name: str, options: dict[str, Any], shape: dict[str, int]) -> None:
-    """Build the model on the meta device (which allocates nothing) and pass two images of
-    ``shape`` through it: a ModelOptionError says what does not fit."""
+    """Build the model and pass two images of ``shape`` through it: on the CPU where it is
+    small and not a user's factory, else on the meta device (which allocates nothing); a
+    ModelOptionError says what does not fit."""
     try:
         with torch.device("meta"):
-            model = build_model(name, **shape, options=options)
-            side = shape["image_size"]
-            logits = model.eval()(torch.empty(2, shape["in_channels"], side, side))
+            size = sum(p.numel() for p in build_model(name, **shape, options=options).parameters())
+        small = size <= CPU_CHECK_MAX_PARAMETERS and not is_import_path(name)
+        device = "cpu" if small else "meta"
+        logits = _probe(name, options, shape, device)
     except LibraryModelError as error:
         raise ModelOptionError(error.option, f"model {name!r}: {error}") from None
     except TypeError as error:
@@ -111,22 +130,29 @@ def _check_fit(name: str, options: dict[str, Any], shape: dict[str, int]) -> Non
 
 
 def resolve_model_options(
-    name: str, options: dict[str, Any] | None, shape: dict[str, int] | None = None
+    name: str,
+    options: dict[str, Any] | None,
+    shape: dict[str, int] | None = None,
+    *,
+    check: bool = True,
 ) -> dict[str, Any]:
     """Every option of model ``name``, checked and with its default filled in.
 
     Names and types of our models' options come from the factory's signature; a library's model
     or a user's factory takes its options as given, checked by building it. Given a dataset's
-    ``shape`` (``num_classes``, ``in_channels``, ``image_size``), the model is built on the
-    meta device and given two images of that shape, so that constraints between options (an
-    image size divisible by the patch size) and options a library's model does not take are
-    found before any job. A ModelOptionError names the option.
+    ``shape`` (``num_classes``, ``in_channels``, ``image_size``), the model is built (on the CPU
+    if small, else on the meta device) and given two images of that shape, so that constraints
+    between options (an image size divisible by the patch size) and options a library's model
+    does not take are found before any job. A ModelOptionError names the option. With
+    ``check`` False, a library model's options are taken as given, unchecked (no import of the
+    library), and nothing is built: the options of a configuration checked before.
     """
     # Integral floats as ints, as in every spec: `dim: 512.0` means `dim: 512`.
     options = normalize(dict(options or {}))
     if is_library_model(name):
         try:
-            check_library_options(name, options)
+            if check:
+                check_library_options(name, options)
         except LibraryModelError as error:
             raise ModelOptionError(error.option, f"model {name!r}: {error}") from None
         resolved = options
@@ -144,7 +170,7 @@ def resolve_model_options(
                     option, f"model {name!r}: option {option} must be {shown}, got {value!r}"
                 )
         resolved = {**valid, **options}
-    if shape is not None:
+    if check and shape is not None:
         _check_fit(name, resolved, shape)
     return normalize(resolved)
 
