@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import ast
+import json
+import subprocess
+import sys
 
 import pytest
 
@@ -141,6 +144,43 @@ def test_smoke_profile_is_valid(smoke_config):
     assert spec["model"]["in_channels"] == 1 and spec["model"]["image_size"] == 8
     assert spec["hparams"]["lr"] == 3.0e-3
     assert len(experiment_runs(config, "paper")) == 8
+
+
+UNCHECKED = """
+import json, sys
+import yaml
+from snakemake.utils import update_config
+from infoopt.validate import validate_config
+
+config = yaml.safe_load(open("config.yaml"))
+update_config(config, yaml.safe_load(open("workflow/profiles/smoke/experiment.yaml")))
+schema = "workflow/schemas/config.schema.yaml"
+print(json.dumps({
+    "config": validate_config(config, schema, checks=False),
+    "imported": sorted({"timm", "torch._dynamo"} & set(sys.modules)),
+}))
+"""
+
+
+def test_a_checked_configuration_resolves_the_same_without_the_checks(smoke_config):
+    """What a cluster job's own parse resolves (checks off: nothing built, neither timm nor
+    torch._dynamo imported) is what the main process checked and resolved."""
+    result = subprocess.run(
+        [sys.executable, "-c", UNCHECKED], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    unchecked = json.loads(result.stdout)
+    assert unchecked["imported"] == []
+    checked = json.loads(json.dumps(validate_config(smoke_config, SCHEMA)))
+    assert unchecked["config"] == checked
+
+
+def test_the_checks_that_build_are_skipped_only_when_asked(smoke_config):
+    """A value only the optimizer's constructor refuses: an error checked, taken unchecked."""
+    smoke_config["optimizers"]["radam"]["hparams"]["betas"] = [1.5, 0.9]
+    with pytest.raises(ConfigError, match="optimizers.radam.hparams.betas"):
+        validate_config(smoke_config, SCHEMA)
+    resolved = validate_config(smoke_config, SCHEMA, checks=False)
+    assert resolved["optimizers"]["radam"]["hparams"]["betas"] == [1.5, 0.9]
 
 
 def test_schema_hessian_defaults_are_the_code_defaults():

@@ -46,9 +46,15 @@ def _key_path(error: jsonschema.ValidationError) -> str:
     return ".".join(str(part) for part in error.absolute_path) or "<top level>"
 
 
-def resolve_config(config: dict, schema_path: str | Path) -> dict:
+def resolve_config(config: dict, schema_path: str | Path, *, checks: bool = True) -> dict:
     """A validated copy of ``config`` with defaults filled in, its sweeps not yet checked; a
-    ConfigError names a bad key."""
+    ConfigError names a bad key.
+
+    ``checks`` False gives the same configuration without the checks that build something
+    (each model at each data set's shape, a library model's options, each optimizer on a dummy
+    parameter and on each model's parameter groups), which cost seconds of imports (timm,
+    torch._dynamo): for a configuration already checked, as a cluster job's own parse of the
+    workflow sees it."""
     config = copy.deepcopy(config)
     schema = yaml.safe_load(Path(schema_path).read_text())
     validator = _with_defaults(jsonschema.Draft202012Validator)(schema)
@@ -58,8 +64,8 @@ def resolve_config(config: dict, schema_path: str | Path) -> dict:
     _check_references(config)
     _check_datasets(config)
     _check_checkpoints(config["training"]["checkpoints"])
-    _resolve_model_options(config)
-    _resolve_hparams(config)
+    _resolve_model_options(config, checks)
+    _resolve_hparams(config, checks)
     return config
 
 
@@ -155,7 +161,7 @@ def _check_checkpoints(checkpoints: list[float]) -> None:
         )
 
 
-def _resolve_model_options(config: dict) -> None:
+def _resolve_model_options(config: dict, checks: bool) -> None:
     """Check each architecture's options on every dataset it is run on; fill their defaults."""
     from infoopt.data import DATASETS
     from infoopt.models import ModelOptionError, resolve_model_options
@@ -166,9 +172,11 @@ def _resolve_model_options(config: dict) -> None:
             datasets[arch].add(exp["dataset"])
     for name, arch in config["archs"].items():
         shapes = [None] + [DATASETS[dataset].model_shape for dataset in sorted(datasets[name])]
-        for shape in shapes:
+        for shape in shapes if checks else [None]:
             try:
-                resolved = resolve_model_options(arch["model"], arch["options"], shape)
+                resolved = resolve_model_options(
+                    arch["model"], arch["options"], shape, check=checks
+                )
             except ModelOptionError as error:
                 key = f"archs.{name}.options" + (f".{error.name}" if error.name else "")
                 if error.name == "model":  # an import path that names no factory
@@ -204,7 +212,7 @@ def _optimizer_factory(algorithm: str, where: str):
         raise ConfigError(f"config key {where}: {error}") from None
 
 
-def _resolve_hparams(config: dict) -> None:
+def _resolve_hparams(config: dict, checks: bool) -> None:
     """Check each optimizer's hyper-parameters on every architecture; fill their defaults;
     check that its parameter groups cover each model it trains."""
     from infoopt.optim import HyperParameterError
@@ -216,7 +224,7 @@ def _resolve_hparams(config: dict) -> None:
                 override = entry["arch_hparams"].get(arch, {})
                 hparams = {**entry["hparams"], **override}
                 try:
-                    factory.resolve(hparams)
+                    factory.resolve(hparams, construct=checks)
                 except HyperParameterError as error:
                     section = f"arch_hparams.{arch}" if error.name in override else "hparams"
                     key = f"{where}.{section}"
@@ -225,7 +233,7 @@ def _resolve_hparams(config: dict) -> None:
                     on = f" (with arch_hparams.{arch})" if override and section == "hparams" else ""
                     raise ConfigError(f"config key {key}: {error}{on}") from None
             entry["hparams"] = {**factory.defaults, **entry["hparams"]}
-        if "groups" in opt:
+        if "groups" in opt and checks:
             _check_groups(config, name)
 
 

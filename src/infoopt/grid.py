@@ -51,9 +51,10 @@ def grid_points(optimizer: str, axes: Mapping[str, Sequence[float]]) -> dict[str
     return {point_name(optimizer, point): point for point in points}
 
 
-def expand_grids(config: dict) -> None:
+def expand_grids(config: dict, checks: bool = True) -> None:
     """Check every experiment's grid and expand it in place (see the module); a ConfigError
-    names the bad key. ``config`` is resolved (:func:`infoopt.config.resolve_config`)."""
+    names the bad key. ``config`` is resolved (:func:`infoopt.config.resolve_config`, whose
+    ``checks`` this passes on)."""
     for name, exp in config["experiments"].items():
         grid = exp.get("grid")
         if grid is None:
@@ -78,7 +79,9 @@ def expand_grids(config: dict) -> None:
                 expanded.append(optimizer)
                 continue
             for point_key, point in grid_points(optimizer, grid[optimizer]).items():
-                entry = _point_entry(config, exp["archs"], optimizer, point, f"{where}.{optimizer}")
+                entry = _point_entry(
+                    config, exp["archs"], optimizer, point, f"{where}.{optimizer}", checks
+                )
                 if point_key in config["optimizers"] and config["optimizers"][point_key] != entry:
                     raise ConfigError(
                         f"{where}.{optimizer}: its point {point_key!r} has the name of "
@@ -110,7 +113,12 @@ def _check_axes(where: str, optimizer: dict, axes: Mapping[str, Sequence[float]]
 
 
 def _point_entry(
-    config: dict, archs: Sequence[str], optimizer: str, point: Mapping[str, float], where: str
+    config: dict,
+    archs: Sequence[str],
+    optimizer: str,
+    point: Mapping[str, float],
+    where: str,
+    checks: bool,
 ) -> dict:
     """The optimizer entry of one point, its hyper-parameters checked on every architecture
     of the experiment."""
@@ -132,7 +140,7 @@ def _point_entry(
     for arch in archs:
         try:
             optimizer_factory(base["algorithm"]).resolve(
-                entry["hparams"] | entry["arch_hparams"].get(arch, {})
+                entry["hparams"] | entry["arch_hparams"].get(arch, {}), construct=checks
             )
         except HyperParameterError as error:
             key = f"{where}.{error.name}" if error.name in values else where

@@ -14,10 +14,11 @@ from infoopt.grid import expand_grids
 from infoopt.sweep import check_sweeps
 
 
-def validate_config(config: dict, schema_path: str | Path) -> dict:
+def validate_config(config: dict, schema_path: str | Path, *, checks: bool = True) -> dict:
     """A validated copy of ``config`` with defaults filled in, grids expanded and sweeps
-    checked; a ConfigError names a bad key."""
-    config = resolve_config(config, schema_path)
-    expand_grids(config)
+    checked; a ConfigError names a bad key. ``checks`` False resolves the same configuration
+    without building any model or optimizer (see :func:`infoopt.config.resolve_config`)."""
+    config = resolve_config(config, schema_path, checks=checks)
+    expand_grids(config, checks)
     check_sweeps(config)
     return config

@@ -26,9 +26,13 @@ from infoopt.hessian.shares import plan_shares
 from infoopt.stored_runs import earlier_same_run
 from infoopt.validate import validate_config
 
+# A job's own Snakemake (a cluster job parses the workflow again) resolves the configuration
+# the main process checked, without the checks that build models and optimizers: seconds each.
 try:
     _validated = validate_config(
-        config, Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml"
+        config,
+        Path(workflow.basedir) / "workflow" / "schemas" / "config.schema.yaml",
+        checks=workflow.is_main_process,
     )
 except ConfigError as error:
     # One line that names the key, not a traceback: the configuration is the user's to fix.

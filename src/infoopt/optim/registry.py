@@ -127,9 +127,10 @@ class OptimizerFactory:
         """Every valid hyper-parameter name."""
         return (*self.required, *self.defaults)
 
-    def resolve(self, hparams: Mapping[str, Any]) -> dict[str, Any]:
+    def resolve(self, hparams: Mapping[str, Any], construct: bool = True) -> dict[str, Any]:
         """Every hyper-parameter, checked and with its default filled in; a
-        HyperParameterError names the first one that is unknown, missing or out of range."""
+        HyperParameterError names the first one that is unknown, missing or out of range, or,
+        with ``construct``, the constructor's own objection on a dummy parameter."""
         unknown = sorted(set(hparams) - set(self.hparams))
         if unknown and not self.open:
             raise HyperParameterError(
@@ -148,7 +149,7 @@ class OptimizerFactory:
             name: _check_value(self.name, name, value, self.defaults.get(name, 0.0), self.ours)
             for name, value in values.items()
         }
-        error = self._refusal(resolved)
+        error = self._refusal(resolved) if construct else None
         if error is not None:
             # Ours name each value's key through RANGES already: what is left is a combination.
             culprit = None if self.ours else self._culprit(hparams, resolved)
