@@ -249,3 +249,19 @@ def slurm_runs(request, tmp_path_factory):
         yield runs
     finally:
         runs.stop()
+
+
+def drawn_intervals(ax) -> tuple[dict, dict]:
+    """Scope -> the x of its estimates, and scope -> the segments of its intervals, as
+    figures._interval_figure draws them."""
+    estimates = {
+        line.get_gid().removeprefix("tau:"): line.get_xdata()
+        for line in ax.get_lines()
+        if (line.get_gid() or "").startswith("tau:")
+    }
+    intervals = {
+        lines.get_gid().removeprefix("interval:"): lines
+        for lines in ax.collections
+        if (lines.get_gid() or "").startswith("interval:")
+    }
+    return estimates, intervals

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import scipy.stats
 
+from conftest import drawn_intervals
 from infoopt.report import figures
 from infoopt.report.correlation import METRICS, POOLED, TARGETS
 from infoopt.report.generalization import (
@@ -347,8 +348,8 @@ def test_generalization_figure_ranks_the_metrics():
     assert len(fig.axes) == 2
     ax = fig.axes[0]
     assert [label.get_text() for label in ax.get_yticklabels()] == ["entropy gap", "hessian trace"]
-    pooled = {container.get_label(): container for container in ax.containers}[POOLED]
-    x, _ = pooled.lines[0].get_data()
+    estimates, _ = drawn_intervals(ax)
+    x = estimates[POOLED]
     rows = table[
         (table["scope"] == POOLED)
         & (table["axis"] == PSI)

@@ -304,7 +304,9 @@ def _interval_figure(
 ) -> Figure:
     """Each metric's ``tau`` with its interval (``ci_low``, ``ci_high``), a panel per target of
     ``orders`` with its metrics from the top in that order, a dot per scope side by side (each
-    in a colour of its own, all runs pooled in black)."""
+    in a colour of its own, all runs pooled in black). The interval is drawn as a segment of its
+    own (gid ``interval:<scope>``), not as error bars around the dot (gid ``tau:<scope>``): a
+    bootstrap percentile interval need not contain the estimate."""
     scopes = list(dict.fromkeys(table["scope"]))
     parts = [scope for scope in scopes if scope != POOLED]
     colors = dict(zip(parts, sns.color_palette("deep", len(parts)), strict=True))
@@ -321,16 +323,9 @@ def _interval_figure(
                 shown = table[(table["target"] == target) & (table["scope"] == scope)]
                 shown = shown.set_index("metric").reindex(metrics)
                 tau, low, high = (shown[c].to_numpy(float) for c in ("tau", "ci_low", "ci_high"))
-                ax.errorbar(
-                    tau,
-                    np.arange(len(metrics)) + offset,
-                    xerr=[tau - low, high - tau],
-                    fmt="o",
-                    color=color,
-                    capsize=2,
-                    label=scope,
-                    gid=f"tau:{scope}",
-                )
+                y = np.arange(len(metrics)) + offset
+                ax.hlines(y, low, high, color=color, gid=f"interval:{scope}")
+                ax.plot(tau, y, "o", color=color, label=scope, gid=f"tau:{scope}")
             ax.axvline(0, color="grey", linewidth=0.8)
             names = [m.replace("_", " ") for m in metrics]
             ax.set_yticks(range(len(metrics)), names if ax is axes[0, 0] or not shared else [])
