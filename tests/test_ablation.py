@@ -357,7 +357,8 @@ def test_sweep_select_and_train_with_the_selected_lr(smoke_config, digits_npz, t
     init = tmp_path / "init.pt"
     spec = json.dumps(init_spec(config, "digits", "resnet18", 0))
     assert main(["init", "--spec", spec, "--out", str(init)]) == 0
-    candidates = [r for r in sweep_runs(config, "lion_ablation") if r.optimizer == "lion_bayes"]
+    candidates = [r for r in sweep_runs(config, "lion_ablation") if r.optimizer == "lion_tanh_k1"]
+    assert len(candidates) == 2
     for run in candidates:
         out = tmp_path / run.directory
         spec = json.dumps(sweep_spec(config, run))
@@ -376,7 +377,7 @@ def test_sweep_select_and_train_with_the_selected_lr(smoke_config, digits_npz, t
     assert lr in [float(run.lr) for run in candidates]
 
     final = tmp_path / "final"
-    spec = json.dumps(run_spec(config, Run("digits", "resnet18", "lion_bayes", 0)))
+    spec = json.dumps(run_spec(config, Run("digits", "resnet18", "lion_tanh_k1", 0)))
     args = ["--init", str(init), "--data", str(digits_npz), "--out-dir", str(final)]
     assert main(["train", "--spec", spec, *args, "--hparams-from", str(selected)]) == 0
     record = json.loads((final / "run.json").read_text())
@@ -385,10 +386,10 @@ def test_sweep_select_and_train_with_the_selected_lr(smoke_config, digits_npz, t
 
 
 # ------------------------------------------------------------------------------ workflow
-# The session's smoke run (conftest.py) has the smoke profile's Lion ablation: five optimizers at
-# two seeds, each lr swept over two candidates of 4-epoch runs on a 20 % holdout.
+# The session's smoke run (conftest.py) has the smoke profile's Lion ablation: three optimizers at
+# one seed, each lr swept over two candidates of 2-epoch runs on a 20 % holdout.
 
-ABLATION = ["adamw", "lion", "lion_tanh_k1", "lion_tanh_k10", "lion_bayes"]
+ABLATION = ["lion", "lion_tanh_k1", "lion_tanh_k10"]
 OUTPUTS = [
     "results/tables/lion_accuracy.csv",
     "results/tables/lion_accuracy.md",
@@ -421,7 +422,7 @@ def test_ablation_outputs(smoke):
         assert (smoke / path).stat().st_size > 0, path
     accuracy = pd.read_csv(smoke / "results/tables/lion_accuracy.csv")
     assert sorted(accuracy["optimizer"]) == sorted(ABLATION)
-    assert (accuracy["n_seeds"] == 2).all() and (accuracy["mean"] > 30).all()
+    assert (accuracy["n_seeds"] == 1).all() and (accuracy["mean"] > 30).all()
     paired = pd.read_csv(smoke / "results/tables/lion_paired.csv").set_index("optimizer")
     assert sorted(paired.index) == sorted(set(ABLATION) - {"lion"})
     training = pd.read_parquet(smoke / "results/summary/lion_ablation/training.parquet")
@@ -443,15 +444,14 @@ def test_final_runs_use_the_selected_lr(smoke):
         path = f"results/sweep/digits/resnet18/{optimizer}/selected.json"
         selected = json.loads((smoke / path).read_text())["hparams"]["lr"]
         assert selected in set(sweep.loc[sweep["optimizer"] == optimizer, "lr"])
-        for seed in (0, 1):
-            run = f"results/runs/digits/resnet18/{optimizer}/seed{seed}/run.json"
-            spec = json.loads((smoke / run).read_text())["spec"]
-            assert spec["hparams"]["lr"] == selected
-            assert spec["hparams_from"]["path"] == path
+        run = f"results/runs/digits/resnet18/{optimizer}/seed0/run.json"
+        spec = json.loads((smoke / run).read_text())["spec"]
+        assert spec["hparams"]["lr"] == selected
+        assert spec["hparams_from"]["path"] == path
         candidate = next((smoke / f"results/sweep/digits/resnet18/{optimizer}").glob("lr*"))
         spec = json.loads((candidate / "seed0/run.json").read_text())["spec"]
         assert spec["training"]["holdout"] == {"fraction": 0.2, "seed": 0}
-        assert spec["training"]["epochs"] == 4
+        assert spec["training"]["epochs"] == 2
 
 
 @pytest.mark.workflow

@@ -211,14 +211,14 @@ def test_workflow_with_shards_writes_the_same_table(smoke_copy):
     table is the unsharded one (the store emptied first, so that nothing is restored)."""
     from conftest import SMOKE, snakemake
 
-    target = "results/runs/digits/vit/sgd/seed1/hessian/0.50.parquet"
+    target = "results/runs/digits/vit/sgd/seed1/hessian/1.00.parquet"
     whole = pd.read_parquet(smoke_copy / target)
     shutil.rmtree(smoke_copy / "results/store/hessian")
     (smoke_copy / "shards.yaml").write_text("hessian:\n  shards: 3\n")
     experiment = "workflow/profiles/smoke/experiment.yaml"
     snakemake(smoke_copy, target, *SMOKE, "--configfile", experiment, "shards.yaml")
-    logs = sorted((smoke_copy / "logs/hessian/digits/vit/sgd/seed1").glob("0.50.shard*.log"))
-    assert [log.name for log in logs] == [f"0.50.shard{i}.log" for i in (1, 2, 3)]
+    logs = sorted((smoke_copy / "logs/hessian/digits/vit/sgd/seed1").glob("1.00.shard*.log"))
+    assert [log.name for log in logs] == [f"1.00.shard{i}.log" for i in (1, 2, 3)]
     assert not list((smoke_copy / "results/runs").rglob("*.shard*.parquet")), "shares are temp"
     merged = pd.read_parquet(smoke_copy / target)
     pd.testing.assert_frame_equal(merged.drop(columns="seconds"), whole.drop(columns="seconds"))

@@ -1,9 +1,9 @@
 """Single-target reruns, the report and the notebooks' reproducibility, on the session's smoke run.
 
 Its DAG has every rule of the paper's, the Lion ablation's and the grid study's. It also has a
-study (`paper_resnet18`), an experiment of some of the paper experiment's runs: it trains nothing
-and measures no Hessian of its own, but gets every table and figure the paper experiment gets.
-The tests that edit the workflow do so on a copy of it.
+study (`optimizer_study`), an experiment that shares its SGD and Adam runs of our models with the
+paper experiment and trains Muon, RAdam and a timm ViT of its own: it gets every table and figure
+the paper experiment gets. The tests that edit the workflow do so on a copy of it.
 """
 
 from __future__ import annotations
@@ -23,10 +23,7 @@ from conftest import SMOKE, report_variable, snakemake, snakemake_env
 pytestmark = pytest.mark.workflow
 
 EXPERIMENT = "workflow/profiles/smoke/experiment.yaml"
-STUDY = "paper_resnet18"
-# The studies that train runs of their own (a timm model; Muon and RAdam), not a grid: they get
-# the same tables and figures as STUDY.
-TRAINING_STUDIES = ("timm", "optimizer_study")
+STUDY = "optimizer_study"
 GRID = "grid"
 HESSIAN_METRICS = [
     "positive_block_ratio",
@@ -50,8 +47,8 @@ def of(experiment: str, *targets: str) -> list[str]:
 
 
 def studied(*targets: str) -> list[str]:
-    """The targets, and every study's but the grid's same targets."""
-    return [*targets, *(t for study in (STUDY, *TRAINING_STUDIES) for t in of(study, *targets))]
+    """The targets, and the study's same targets (the grid's are not all the same)."""
+    return [*targets, *of(STUDY, *targets)]
 
 
 def in_study(path: str) -> str:
@@ -130,12 +127,12 @@ def test_a_changed_hessian_option_reruns_hessian_and_what_reads_it(workdir):
     readers.append("explanations")
     readers += [*of(GRID, *TABLES[1:], "correlation", "fig_correlation", "generalization")]
     readers.append("lion_hessian")
-    # Every checkpoint (3) of the paper experiment's 8 runs, the last of the ablation's 10, of the
-    # grid's 5, of the timm study's 2 and of the optimizer study's 4 of its own (its SGD and Adam
-    # runs are the paper experiment's, as are STUDY's: their Hessian is measured once, but each
-    # of the 6 experiments collects its own summary).
-    hessians = 8 * 3 + 10 + 5 + 2 + 4
-    assert jobs == {"hessian": hessians, "collect_hessian": 6} | dict.fromkeys(readers, 1)
+    # Every checkpoint (2) of the paper experiment's 8 runs, the last of the ablation's 3, of the
+    # grid's 5 and of the study's 8 of its own (its SGD and Adam runs of our models are the
+    # paper experiment's: their Hessian is measured once, but each of the 4 experiments collects
+    # its own summary).
+    hessians = 8 * 2 + 3 + 5 + 8
+    assert jobs == {"hessian": hessians, "collect_hessian": 4} | dict.fromkeys(readers, 1)
 
 
 def test_a_study_gets_every_table_and_figure_from_the_runs_it_shares(workdir):
@@ -148,9 +145,19 @@ def test_a_study_gets_every_table_and_figure_from_the_runs_it_shares(workdir):
         assert (workdir / path).stat().st_size > 0, path
     for target in [*TABLES, *FIGURES, "correlation", "provenance"]:
         assert (workdir / f"results/notebooks/{STUDY}_{target}.ipynb").stat().st_size > 0
-    ours = pd.read_csv(workdir / in_study("results/tables/table1.csv"))
-    paper = pd.read_csv(workdir / "results/tables/table1.csv")
-    pd.testing.assert_frame_equal(ours, paper[paper["arch"] == "resnet18"].reset_index(drop=True))
+    # Its summaries hold the shared runs' rows as the paper experiment's do, and its own.
+    for kind in ("training", "hessian"):
+        ours = pd.read_parquet(workdir / f"results/summary/{STUDY}/{kind}.parquet")
+        paper = pd.read_parquet(workdir / f"results/summary/paper/{kind}.parquet")
+        keys = ["arch", "optimizer", "seed", "progress", "metric"]
+        shared = ours[ours["optimizer"].isin(["sgd", "adam"]) & (ours["arch"] != "tvit")]
+        assert len(shared) > 0
+        expected = paper.merge(shared[keys], on=keys)
+        pd.testing.assert_frame_equal(
+            shared.sort_values(keys).reset_index(drop=True),
+            expected.sort_values(keys).reset_index(drop=True),
+        )
+        assert {"muon", "radam"} <= set(ours["optimizer"]) and "tvit" in set(ours["arch"])
 
 
 def test_report_holds_every_table_and_figure_with_captions(smoke_report):
@@ -182,7 +189,7 @@ def test_report_holds_every_table_and_figure_with_captions(smoke_report):
     }
     # The ablation's and the other studies' files only need their captions here (the grid
     # study's generalization outputs are test_workflow.py's).
-    others = {f"Study {study}" for study in (GRID, *TRAINING_STUDIES)}
+    others = {f"Study {GRID}"}
     assert set(categories) == {*ours, "Ablation", *others}
     assert {
         cat: {sub: sorted(files) for sub, files in categories[cat].items()} for cat in ours

@@ -24,6 +24,8 @@ from infoopt.train import checkpoint_steps, lr_factor, train_run
 from infoopt.validate import validate_config
 
 CPU = torch.device("cpu")
+# Checkpoints with one in the middle of training (the smoke profile has only the two ends).
+MID_AND_END = [0.0, 0.5, 1.0]
 
 
 def make_spec(smoke_config, arch="resnet18", optimizer="sgd", seed=0, **training):
@@ -125,7 +127,9 @@ def test_resume_after_sigkill_gives_the_uninterrupted_weights(
     optimizer, epochs, smoke_config, digits_npz, tmp_path, capfd
 ):
     smoke_config["optimizers"]["schedulefree"] = {"algorithm": "schedulefree.AdamWScheduleFree"}
-    config, spec = make_spec(smoke_config, arch="vit", optimizer=optimizer, epochs=epochs)
+    config, spec = make_spec(
+        smoke_config, arch="vit", optimizer=optimizer, epochs=epochs, checkpoints=MID_AND_END
+    )
     init = init_file(config, spec, tmp_path)
     # Bit-identical only at the same thread count: a parallel reduction's order depends on it.
     torch.set_num_threads(1)
@@ -211,7 +215,7 @@ def test_an_unreadable_resume_state_is_discarded(smoke_config, digits_npz, tmp_p
 
 
 def test_divergence_stops_cleanly_and_marks_checkpoints(smoke_config, digits_npz, tmp_path):
-    config, spec = make_spec(smoke_config, epochs=3)
+    config, spec = make_spec(smoke_config, epochs=3, checkpoints=MID_AND_END)
     spec["hparams"]["lr"] = 1.0e8
     init = init_file(config, spec, tmp_path)
     out = tmp_path / "run"

@@ -84,7 +84,7 @@ for name, entry in NOTEBOOKS.items():
             experiment=entry["experiment"],
         shell:
             "python -m papermill {input.notebook} {output.executed} {params.parameters}"
-            " --no-progress-bar --cwd . > {log} 2>&1"
+            " --no-progress-bar --no-request-save-on-cell-execute --cwd . > {log} 2>&1"
 
 
 for experiment in dict.fromkeys(entry["experiment"] for entry in NOTEBOOKS.values()):
