@@ -221,7 +221,7 @@ BAD = {
     "zero-k": ({"hessian": {"max_k": 0}}, "hessian.max_k: 0 is less than the minimum of 1"),
     "coinciding-sweep": (
         {"experiments": {"lion_ablation": {"lr_sweep": {"multipliers": [1.0, 1.0000001]}}}},
-        "experiments.lion_ablation.lr_sweep.multipliers: candidate lrs of adamw on resnet18 "
+        "experiments.lion_ablation.lr_sweep.multipliers: candidate lrs of lion on resnet18 "
         "coincide",
     ),
     "precision": (
