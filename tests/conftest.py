@@ -234,21 +234,88 @@ def smoke_copy(smoke, tmp_path) -> Path:
     return copy_smoke(smoke, tmp_path)
 
 
+def after_the_smoke_run(request) -> None:
+    """Wait for the session's smoke run if its tests read it: a run started in the background
+    while it goes on would only slow it down (it keeps both cores busy, and most tests wait for
+    it), while it overlaps the lighter minutes of the tests after it."""
+    if any("smoke_run" in getattr(item, "fixturenames", ()) for item in request.session.items):
+        request.getfixturevalue("smoke_run")
+
+
 @pytest.fixture(scope="session", autouse=True)
 def slurm_runs(request, tmp_path_factory):
-    """The Slurm tests' runs (tests/slurm_runs.py), started with the session's first test so
-    that their minutes of waiting for Slurm overlap the other tests; None when the session runs
-    no Slurm test or has no usable cluster (tests/test_slurm.py then skips, or fails in CI)."""
+    """The Slurm tests' runs (tests/slurm_runs.py), started in the background with the
+    session's first test (after the smoke run) so that their minutes of waiting for Slurm overlap
+    the other tests; None when the session runs no Slurm test or has no usable cluster
+    (tests/test_slurm.py then skips, or fails in CI)."""
     from slurm_runs import SlurmRuns, wanted
 
     if not wanted(request.session.items):
         yield None
         return
+    after_the_smoke_run(request)
     runs = SlurmRuns(tmp_path_factory)
     try:
         yield runs
     finally:
         runs.stop()
+
+
+class BackgroundRun:
+    """A command started in the background in ``workdir``, its output kept in a file."""
+
+    def __init__(self, command: list[str], workdir: Path, timeout: float) -> None:
+        import subprocess
+        import time
+
+        self.workdir = workdir
+        self.command = command
+        self.timeout = timeout
+        self.deadline = time.monotonic() + timeout
+        self._output = workdir / "background.out"
+        with self._output.open("w") as output:
+            self.process = subprocess.Popen(
+                command, cwd=workdir, env=snakemake_env(), stdout=output, stderr=output
+            )
+
+    def finish(self) -> tuple[int, str]:
+        """Wait for the command to end (killed at its deadline); its exit status and output."""
+        import subprocess
+        import time
+
+        try:
+            self.process.wait(timeout=max(0.0, self.deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            self.stop()
+            raise AssertionError(
+                f"{' '.join(self.command)} did not finish within {self.timeout:.0f} s:\n"
+                f"{_tail(self._output.read_text())}"
+            ) from None
+        return self.process.returncode, self._output.read_text()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def rehearsal_run(request, tmp_path_factory) -> Iterator[BackgroundRun | None]:
+    """The dress rehearsal (tests/test_rehearsal.py), started in the background with the
+    session's first test (after the smoke run), so that its minutes overlap the tests that leave
+    a core idle; None when the session runs none of its tests."""
+    import sys
+
+    if not any(item.path.name == "test_rehearsal.py" for item in request.session.items):
+        yield None
+        return
+    after_the_smoke_run(request)
+    workdir = copy_workflow(tmp_path_factory.mktemp("rehearsal"))
+    run = BackgroundRun([sys.executable, "-m", "infoopt.rehearsal", "--cores", "2"], workdir, 1800)
+    try:
+        yield run
+    finally:
+        run.stop()
 
 
 def drawn_intervals(ax) -> tuple[dict, dict]:

@@ -6,15 +6,13 @@ fetched from 127.0.0.1."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import REPO, copy_workflow, snakemake_env
+from conftest import REPO
 from infoopt.hessian.metrics import GLOBAL
 from infoopt.rehearsal import TEST_SIZE, TRAIN_PER_BATCH, precision
 
@@ -26,18 +24,11 @@ PAPER_RUNS = [(arch, optimizer) for arch in FULL_SIZE for optimizer in ("sgd", "
 
 
 @pytest.fixture(scope="module")
-def rehearsal(tmp_path_factory) -> Path:
-    workdir = copy_workflow(tmp_path_factory.mktemp("rehearsal"))
-    result = subprocess.run(
-        [sys.executable, "-m", "infoopt.rehearsal", "--cores", "2"],
-        cwd=workdir,
-        env=snakemake_env(),
-        capture_output=True,
-        text=True,
-        timeout=1800,
-    )
-    assert result.returncode == 0, f"the rehearsal failed:\n{result.stdout}\n{result.stderr}"
-    return workdir
+def rehearsal(rehearsal_run) -> Path:
+    """The finished rehearsal's folder (conftest.py runs it in the background)."""
+    returncode, output = rehearsal_run.finish()
+    assert returncode == 0, f"the rehearsal failed:\n{output}"
+    return rehearsal_run.workdir
 
 
 def test_the_archive_comes_through_the_download_path(rehearsal):
