@@ -262,7 +262,8 @@ def slurm_runs(request, tmp_path_factory):
 
 
 class BackgroundRun:
-    """A command started in the background in ``workdir``, its output kept in a file."""
+    """A command started in the background in ``workdir``, its output kept in a file, in a
+    process group of its own so that :meth:`stop` ends its children (Snakemake and its jobs)."""
 
     def __init__(self, command: list[str], workdir: Path, timeout: float) -> None:
         import subprocess
@@ -275,7 +276,12 @@ class BackgroundRun:
         self._output = workdir / "background.out"
         with self._output.open("w") as output:
             self.process = subprocess.Popen(
-                command, cwd=workdir, env=snakemake_env(), stdout=output, stderr=output
+                command,
+                cwd=workdir,
+                env=snakemake_env(),
+                stdout=output,
+                stderr=output,
+                start_new_session=True,
             )
 
     def finish(self) -> tuple[int, str]:
@@ -294,8 +300,11 @@ class BackgroundRun:
         return self.process.returncode, self._output.read_text()
 
     def stop(self) -> None:
+        import os
+        import signal
+
         if self.process.poll() is None:
-            self.process.kill()
+            os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
 
 
