@@ -98,7 +98,7 @@ def test_smoke_optimizer_study_trains_muon_groups_and_a_torch_optimizer(smoke):
     assert packages[("vit", "sgd")] == "infoopt"
 
 
-def test_smoke_timm_study_measures_a_timm_vits_entropy_gap(smoke):
+def test_smoke_timm_vit_trains_and_gets_its_entropy_gap(smoke):
     """A timm ViT named by config alone: it trains on digits' shape, run.json lists its
     tensors, and the optimizer study's Table 4 holds its final entropy gaps."""
     run = json.loads((smoke / "results/runs/digits/tvit/sgd/seed0/run.json").read_text())
